@@ -1,0 +1,34 @@
+# Quick start:  `make study` runs the main job, `make test` runs the tests.
+# Each target installs what it needs into a local virtual environment (.venv).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BACKENDS ?= jax torch tensorflow
+PYTEST_ARGS ?=
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+# torch is pinned to the CPU build that installs from a local wheel; any other
+# version pulls several GB of CUDA packages.
+$(VENV)/.all: $(VENV)/.base
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[dev,torch,tensorflow]"
+	touch $@
+
+.PHONY: study test test-fast
+study: $(VENV)/.base
+	$(PY) examples/circles.py
+
+# The whole suite once per backend: Keras fixes its backend at import time.
+test: $(VENV)/.all
+	@set -e; for b in $(BACKENDS); do \
+		echo "== KERAS_BACKEND=$$b"; \
+		KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests; \
+	done
+
+test-fast:
+	$(MAKE) test PYTEST_ARGS='-m "not slow"'
