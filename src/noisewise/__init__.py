@@ -2,8 +2,12 @@
 
 JAX is the default backend: if the user has not chosen one (``KERAS_BACKEND``)
 before importing noisewise, noisewise chooses JAX before Keras is imported.
+
+The public names below are the whole API; everything else lives in private
+modules. Heavier parts (studies, augmentation, robustness) load on first use.
 """
 
+import importlib
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -17,15 +21,42 @@ from noisewise.layers import (  # noqa: E402
     UniformNoise,
     WeightNoise,
 )
+from noisewise.random import seed_everything  # noqa: E402
 
 __version__ = "0.1.0"
 
+# name -> module that defines it; imported on first access.
+_LAZY = {
+    "GradientNoise": "noisewise.optimizers",
+    "NoiseScheduler": "noisewise.layers.schedules",
+    "schedules": "noisewise.layers.schedules",
+    "inject": "noisewise.injection",
+}
+_SUBPACKAGES = ("augment", "robust", "study")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        value = module if module.__name__.endswith(name) else getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"noisewise.{name}")
+    raise AttributeError(f"module 'noisewise' has no attribute {name!r}")
+
+
 __all__ = [
     "GaussianNoise",
+    "GradientNoise",
     "MultiplicativeNoise",
+    "NoiseScheduler",
     "PoissonNoise",
     "SaltAndPepperNoise",
     "UniformNoise",
     "WeightNoise",
+    "inject",
     "random",
+    "schedules",
+    "seed_everything",
 ]
