@@ -4,7 +4,8 @@ JAX is the default backend: if the user has not chosen one (``KERAS_BACKEND``)
 before importing noisewise, noisewise chooses JAX before Keras is imported.
 
 The public names below are the whole API; everything else lives in private
-modules. Heavier parts (studies, augmentation, robustness) load on first use.
+modules. The heavier parts (studies, augmentation, robustness, injection)
+load on first use.
 """
 
 import importlib
@@ -13,6 +14,10 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 from noisewise import random  # noqa: E402
+
+# Layers and the optimizer wrapper are imported eagerly: importing them
+# registers them with Keras, so `keras.models.load_model` finds them in a
+# fresh process after a plain `import noisewise`.
 from noisewise.layers import (  # noqa: E402
     GaussianNoise,
     MultiplicativeNoise,
@@ -21,16 +26,18 @@ from noisewise.layers import (  # noqa: E402
     UniformNoise,
     WeightNoise,
 )
+from noisewise.optimizers import GradientNoise  # noqa: E402
 from noisewise.random import seed_everything  # noqa: E402
 
 __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first access.
 _LAZY = {
-    "GradientNoise": "noisewise.optimizers",
     "NoiseScheduler": "noisewise.layers.schedules",
     "schedules": "noisewise.layers.schedules",
     "inject": "noisewise.injection",
+    "injection_points": "noisewise.injection",
+    "InjectionPoint": "noisewise.injection",
 }
 _SUBPACKAGES = ("augment", "robust", "study")
 
@@ -38,7 +45,7 @@ _SUBPACKAGES = ("augment", "robust", "study")
 def __getattr__(name):
     if name in _LAZY:
         module = importlib.import_module(_LAZY[name])
-        value = module if module.__name__.endswith(name) else getattr(module, name)
+        value = module if module.__name__.rsplit(".", 1)[-1] == name else getattr(module, name)
         globals()[name] = value
         return value
     if name in _SUBPACKAGES:
@@ -55,7 +62,9 @@ __all__ = [
     "SaltAndPepperNoise",
     "UniformNoise",
     "WeightNoise",
+    "InjectionPoint",
     "inject",
+    "injection_points",
     "random",
     "schedules",
     "seed_everything",
