@@ -60,6 +60,7 @@ class _AdditiveNoise(NoiseLayer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="noisewise")
 class GaussianNoise(_AdditiveNoise):
     """Add zero-mean Gaussian noise: ``x + stddev * scale * N(0, 1)``.
 
@@ -84,10 +85,10 @@ class GaussianNoise(_AdditiveNoise):
             mask is passed on.
 
     Example:
-        >>> import numpy as np, noisewise
+        >>> import keras, numpy as np, noisewise
         >>> layer = noisewise.GaussianNoise(50.0, clip=(0, 255), seed=0)
         >>> y = layer(np.full((2, 4), 128.0), training=True)
-        >>> bool(((y >= 0) & (y <= 255)).all())
+        >>> bool(keras.ops.all((y >= 0) & (y <= 255)))
         True
     """
 
@@ -107,6 +108,7 @@ class GaussianNoise(_AdditiveNoise):
         return x + self.level_tensor(x.dtype) * self.scale(x, mask) * params["z"]
 
 
+@keras.saving.register_keras_serializable(package="noisewise")
 class UniformNoise(_AdditiveNoise):
     """Add uniform noise on ``[-amplitude, amplitude]`` (times the relative scale).
 
@@ -131,6 +133,7 @@ class UniformNoise(_AdditiveNoise):
         return x + self.level_tensor(x.dtype) * self.scale(x, mask) * params["u"]
 
 
+@keras.saving.register_keras_serializable(package="noisewise")
 class MultiplicativeNoise(NoiseLayer):
     """Speckle noise: ``x * (1 + stddev * N(0, 1))``.
 
@@ -154,6 +157,7 @@ class MultiplicativeNoise(NoiseLayer):
         return x * (1.0 + self.level_tensor(x.dtype) * params["z"])
 
 
+@keras.saving.register_keras_serializable(package="noisewise")
 class SaltAndPepperNoise(NoiseLayer):
     """Replace a fraction ``rate`` of values by ``low`` (pepper) or ``high`` (salt).
 
@@ -212,13 +216,16 @@ def poisson(lam, seed, dtype):
     return ops.cast(counts, dtype)
 
 
+@keras.saving.register_keras_serializable(package="noisewise")
 class PoissonNoise(NoiseLayer):
     """Shot noise: photon counts with ``peak`` expected counts at full scale.
 
     Values are mapped to [0, 1] with ``value_range``, each becomes
-    ``Poisson(x * peak) / peak`` and is mapped back, so the noise variance is
-    ``x * (high - low) / peak`` in data units: a larger ``peak`` means less
-    noise (ImageNet-C's shot noise uses peaks 60, 25, 12, 5 and 3).
+    ``Poisson(x * peak) / peak`` and is mapped back, so for ``x`` in
+    ``value_range`` the output's mean is ``x`` and its variance
+    ``(x - low) * (high - low) / peak`` in data units: a larger ``peak`` means
+    less noise (ImageNet-C's shot noise uses peaks 60, 25, 12, 5 and 3).
+    Gradients pass straight through (d output / d x = 1).
 
     Args:
         peak: Expected photon count of a full-scale value, > 0.
@@ -243,7 +250,11 @@ class PoissonNoise(NoiseLayer):
 
     def _noisy(self, x, params, mask):
         low, high = self.value_range
-        return low + params["counts"] / self.level_tensor(x.dtype) * (high - low)
+        noisy = low + params["counts"] / self.level_tensor(x.dtype) * (high - low)
+        # The counts carry no gradient, which would stop layers before this one
+        # from learning. The output's mean is x, so pass d(out)/dx = 1 straight
+        # through; x - stop_gradient(x) is exactly 0 in the forward pass.
+        return noisy + (x - ops.stop_gradient(x))
 
     def get_config(self):
         config = super().get_config()

@@ -7,6 +7,7 @@ from noisewise._validation import check_non_negative
 from noisewise.random import layer_seed
 
 
+@keras.saving.register_keras_serializable(package="noisewise")
 class WeightNoise(keras.layers.Wrapper):
     """Wrap a layer and add Gaussian noise to its weights during training.
 
@@ -31,7 +32,7 @@ class WeightNoise(keras.layers.Wrapper):
     Example:
         >>> import keras, noisewise
         >>> layer = noisewise.WeightNoise(keras.layers.Dense(4), stddev=0.05, seed=0)
-        >>> layer(keras.ops.ones((2, 3)), training=True).shape
+        >>> tuple(layer(keras.ops.ones((2, 3)), training=True).shape)
         (2, 4)
     """
 
@@ -86,27 +87,39 @@ class WeightNoise(keras.layers.Wrapper):
     def call(self, inputs, training=None):
         if not (training or self.active_at_inference):
             return self.layer(inputs, training=training)
-        noisy = {id(getattr(self.layer, name)) for name in self.targets}
+        targets = {id(getattr(self.layer, name)) for name in self.targets}
         level = self._level.value
-        def value(v):
-            if id(v) not in noisy:
-                return v.value
-            std = level
-            if self.relative:
-                std = std * ops.stop_gradient(ops.std(v.value))
-            z = keras.random.normal(v.shape, dtype=v.dtype, seed=self.seed_generator)
-            return v.value + ops.cast(std, v.dtype) * z
-        trainable = [value(v) for v in self.layer.trainable_variables]
-        non_trainable = [v.value for v in self.layer.non_trainable_variables]
-        outputs, new_non_trainable = self.layer.stateless_call(
-            trainable, non_trainable, inputs, training=training
-        )
-        for var, new in zip(self.layer.non_trainable_variables, new_non_trainable):
-            var.assign(new)
+        # Every variable of the wrapped layer is mapped (a nested scope does not
+        # fall back to an outer one); targets, trainable or frozen, are perturbed.
+        mapping = []
+        for v in self.layer.variables:
+            value = ops.cast(v.value, v.dtype)
+            if id(v) in targets:
+                std = level
+                if self.relative:
+                    std = std * ops.stop_gradient(ops.std(value))
+                z = keras.random.normal(v.shape, dtype=v.dtype, seed=self.seed_generator)
+                value = value + ops.cast(std, v.dtype) * z
+            mapping.append((v, value))
+        # The layer's own __call__ (not stateless_call, which calls `call`
+        # directly) handles autocasting, masks and passes `training` only to
+        # layers whose `call` takes it (Conv2D does not).
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            outputs = self.layer(inputs, training=training)
+        # Keep the layer's own state updates (BatchNormalization statistics,
+        # seed states); perturbed weights are never written back.
+        for v in self.layer.non_trainable_variables:
+            if id(v) not in targets:
+                v.assign(scope.get_current_value(v))
         return outputs
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # keras.layers.Wrapper.from_config pops "layer" from the caller's dict.
+        return super().from_config(dict(config), custom_objects=custom_objects)
 
     def get_config(self):
         config = super().get_config()
