@@ -10,7 +10,8 @@ recompiling, and a vectorised trainer can hold a different level per replica.
 import keras
 from keras import ops
 
-from noisewise._validation import check_number, check_range
+from noisewise import _sampling
+from noisewise._validation import check_choice, check_number, check_range
 from noisewise.random import layer_seed
 
 
@@ -39,8 +40,10 @@ class NoiseLayer(keras.layers.Layer):
     level_name = "stddev"
     level_bounds = (0.0, None, False)  # low, high, low_open
 
-    def __init__(self, level, *, clip=None, active_at_inference=False, seed=None, **kwargs):
+    def __init__(self, level, *, clip=None, active_at_inference=False, seed=None,
+                 sampler="auto", **kwargs):
         super().__init__(**kwargs)
+        self.sampler = check_choice("sampler", sampler, _sampling.SAMPLERS)
         self.initial_level = self._check_level(level)
         self.clip = check_range("clip", clip)
         self.active_at_inference = bool(active_at_inference)
@@ -78,6 +81,10 @@ class NoiseLayer(keras.layers.Layer):
         return ops.cast(self._level.value, dtype)
 
     # -- draw, then apply ----------------------------------------------------
+    def normal(self, shape, dtype):
+        """Standard normal draws from the layer's seed, with its ``sampler``."""
+        return _sampling.normal(shape, self.seed_generator, dtype, self.sampler)
+
     def draw(self, inputs):
         """Draw the random parameters for ``inputs``; returns a dict of tensors."""
         raise NotImplementedError
@@ -121,6 +128,7 @@ class NoiseLayer(keras.layers.Layer):
                 "clip": None if self.clip is None else list(self.clip),
                 "active_at_inference": self.active_at_inference,
                 "seed": self.seed,
+                "sampler": self.sampler,
             }
         )
         return config

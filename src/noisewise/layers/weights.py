@@ -3,7 +3,8 @@
 import keras
 from keras import ops
 
-from noisewise._validation import check_non_negative
+from noisewise import _sampling
+from noisewise._validation import check_choice, check_non_negative
 from noisewise.random import layer_seed
 
 
@@ -28,6 +29,8 @@ class WeightNoise(keras.layers.Wrapper):
             tensor's own standard deviation (scale-free across layers).
         active_at_inference: Also perturb at inference (Monte Carlo use).
         seed: Optional non-negative integer.
+        sampler: ``"auto"``, ``"fast"`` or ``"keras"``, as for
+            :class:`~noisewise.GaussianNoise`.
 
     Example:
         >>> import keras, noisewise
@@ -37,8 +40,9 @@ class WeightNoise(keras.layers.Wrapper):
     """
 
     def __init__(self, layer, stddev, *, targets=("kernel",), relative=False,
-                 active_at_inference=False, seed=None, **kwargs):
+                 active_at_inference=False, seed=None, sampler="auto", **kwargs):
         super().__init__(layer, **kwargs)
+        self.sampler = check_choice("sampler", sampler, _sampling.SAMPLERS)
         self.initial_level = check_non_negative("stddev", stddev)
         if isinstance(targets, str) or not targets or not all(isinstance(t, str) for t in targets):
             raise ValueError(
@@ -98,7 +102,7 @@ class WeightNoise(keras.layers.Wrapper):
                 std = level
                 if self.relative:
                     std = std * ops.stop_gradient(ops.std(value))
-                z = keras.random.normal(v.shape, dtype=v.dtype, seed=self.seed_generator)
+                z = _sampling.normal(v.shape, self.seed_generator, v.dtype, self.sampler)
                 value = value + ops.cast(std, v.dtype) * z
             mapping.append((v, value))
         # The layer's own __call__ (not stateless_call, which calls `call`
@@ -130,6 +134,7 @@ class WeightNoise(keras.layers.Wrapper):
                 "relative": self.relative,
                 "active_at_inference": self.active_at_inference,
                 "seed": self.seed,
+                "sampler": self.sampler,
             }
         )
         return config
