@@ -1,0 +1,308 @@
+"""Per-run executor: one Keras ``fit`` per (arm, replica), on any backend.
+
+Each run is built from the replica seed (see :mod:`~noisewise.study.models`),
+fed mini-batches in the order of :func:`~noisewise.study.data_order.epoch_permutation`
+through one plain Python generator for the whole fit (``steps_per_epoch``
+set, so Keras keeps one iterator across epochs; no per-epoch callback of ours
+unless a progress bar asks for one), validated on the test split every
+``validate_every`` epochs and always after the last epoch (``fit``'s
+``validation_freq``).
+
+Feeding cost, circles MLP (500 ReLU units, 30 points, batch 32), warm model,
+200 epochs, best of 7 on a shared 2-core CPU: JAX 2.4 ms/epoch with plain
+arrays vs 2.1 ms/epoch with this generator (4.6 vs 4.1 ms validating every
+epoch); on TensorFlow the generator is far cheaper than arrays (7 vs 129
+ms/epoch), because ``fit`` rebuilds a ``tf.data`` pipeline from arrays each
+epoch. A run of the same arm after the first reuses its compiled model (see
+``_COMPILED`` below), so compilation is paid once per arm, not once per run.
+
+Executors share one interface: ``run_one(plan) -> RunResult`` (this module)
+and, for vectorised executors, ``run_many(plans) -> iterator of RunResult``.
+
+Example:
+    >>> from noisewise.study import load_spec, Study
+    >>> spec = load_spec({"study": {"name": "demo", "seeds": 1},
+    ...                   "data": {"name": "circles"},
+    ...                   "model": {"name": "mlp", "hidden": [8]},
+    ...                   "train": {"epochs": 3},
+    ...                   "arms": [{"name": "baseline"}]})
+    >>> result = run_one(Study(spec).plans()[0])
+    >>> result.status, len(result.history["loss"])
+    ('done', 3)
+"""
+
+import collections
+import dataclasses
+import importlib
+import json
+import math
+import platform
+import time
+import traceback
+
+import keras
+import numpy as np
+
+import noisewise
+from noisewise.study.data_order import batches, steps_per_epoch
+from noisewise.study.models import build_model, noise_seed
+
+_BACKEND_LIBS = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow", "numpy": "numpy"}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RunPlan:
+    """Everything one run needs.
+
+    Attributes:
+        study_name: The study's name (for messages).
+        arm: The :class:`~noisewise.study.spec.Arm`.
+        replica: Replica index.
+        seed: ``noisewise.random.replica_seed(study_seed, replica)``.
+        data: The :class:`~noisewise.study.datasets.Dataset`.
+        model: The ``[model]`` table.
+        train: The ``[train]`` table.
+        base_dir: Folder user builder modules are imported from.
+    """
+
+    study_name: str
+    arm: object
+    replica: int
+    seed: int
+    data: object
+    model: dict
+    train: dict
+    base_dir: str = None
+
+    @property
+    def key(self):
+        return (self.arm.name, self.replica)
+
+
+@dataclasses.dataclass(eq=False)
+class RunResult:
+    """The outcome of one run, as the store records it.
+
+    Attributes:
+        arm: The arm (its ``name``, ``parent``, ``params``).
+        replica, seed: As planned.
+        status: ``"done"`` or ``"failed"``.
+        history: Keras-named curves (``loss``, ``accuracy``, ``val_loss``, ...)
+            plus ``epoch`` (1-based epochs of the training curves) and
+            ``val_epoch`` (the validated epochs, for the ``val_*`` curves).
+        final: Last-epoch value of every metric, and ``best_val_<metric>`` /
+            ``best_epoch``: the best validation value of the first compiled
+            metric (or of the loss) and its epoch. Choosing the epoch on the
+            test split makes ``best_*`` optimistic.
+        wall_s: Seconds, model building included.
+        backend: Keras backend name.
+        versions: Python, Keras, backend library, NumPy and noisewise versions.
+        error: Error text of a failed run.
+        started_at: POSIX time the run started.
+    """
+
+    arm: object
+    replica: int
+    seed: int
+    status: str
+    history: dict
+    final: dict
+    wall_s: float
+    backend: str
+    versions: dict
+    error: str = None
+    started_at: float = None
+
+    @property
+    def key(self):
+        return (self.arm.name, self.replica)
+
+
+def versions():
+    """Versions that decide whether two runs can be compared bit for bit."""
+    backend = keras.backend.backend()
+    lib = importlib.import_module(_BACKEND_LIBS.get(backend, backend))
+    return {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        backend: getattr(lib, "__version__", "unknown"),
+        "numpy": np.__version__,
+        "noisewise": noisewise.__version__,
+    }
+
+
+def make_optimizer(train, noise, seed, arm):
+    """The optimizer of ``[train]``, wrapped in GradientNoise when the arm asks for it."""
+    optimizer = keras.optimizers.get({
+        "class_name": train["optimizer"],
+        "config": {"learning_rate": train["learning_rate"], **train["optimizer_options"]},
+    })
+    for i, entry in enumerate(noise):
+        if entry["type"] == "gradient":
+            args = {k: v for k, v in entry.items() if k != "type"}
+            optimizer = noisewise.GradientNoise(optimizer, seed=noise_seed(seed, arm, i), **args)
+    return optimizer
+
+
+def default_loss(model):
+    """Binary cross-entropy for one (sigmoid) output unit, else sparse categorical."""
+    units = model.output_shape[-1]
+    return "binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"
+
+
+def validated_epochs(epochs, every):
+    """1-based epochs with validation: every ``every``-th, and always the last."""
+    out = list(range(every, epochs + 1, every))
+    if not out or out[-1] != epochs:
+        out.append(epochs)
+    return out
+
+
+def validation_batch_size(batch_size, n_val):
+    """Batch size of validation: metrics are sample averages (equal up to float
+    rounding for any batch size), and fewer, larger batches cost less."""
+    return max(batch_size, min(n_val, 1024))
+
+
+def summarize_history(history, metrics):
+    """``final`` dict: last value of every curve, plus the best validation epoch."""
+    final = {k: v[-1] for k, v in history.items() if k not in ("epoch", "val_epoch") and v}
+    primary = f"val_{metrics[0]}" if metrics and f"val_{metrics[0]}" in history else "val_loss"
+    values = np.asarray(history.get(primary, []), dtype=float)
+    if values.size and np.isfinite(values).any():
+        higher = primary != "val_loss"
+        i = int(np.nanargmax(values) if higher else np.nanargmin(values))
+        final[f"best_{primary}"] = float(values[i])
+        final["best_epoch"] = int(history["val_epoch"][i])
+    return final
+
+
+class _EpochCallback(keras.callbacks.Callback):
+    def __init__(self, on_epoch):
+        super().__init__()
+        self.on_epoch = on_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.on_epoch(epoch + 1)
+
+
+def prepare_model(plan):
+    """The run's model, compiled, with its optimizer built: its exact initial state.
+
+    Every executor starts a run from this, so a vectorised executor that stacks
+    these states trains the same models as :func:`run_one`.
+    """
+    train = plan.train
+    # No global seeding here: built-in models seed every initializer and noise
+    # layer explicitly, and user builders run under keras.utils.set_random_seed
+    # (which also imports TensorFlow, seconds we do not spend otherwise).
+    model = build_model(plan.model, plan.arm.noise, plan.data, plan.seed, plan.arm.name,
+                        base_dir=plan.base_dir)
+    loss = default_loss(model) if train["loss"] == "auto" else train["loss"]
+    model.compile(optimizer=make_optimizer(train, plan.arm.noise, plan.seed, plan.arm.name),
+                  loss=loss, metrics=list(train["metrics"]))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def _state(model):
+    return [*model.trainable_variables, *model.non_trainable_variables,
+            *model.optimizer.variables]
+
+
+# Compiled models kept per structure (model, train, noise entries, data shape):
+# a later replica of the same arm reuses the compiled train/eval functions, its
+# variables (weights, noise seed states, noise levels, optimizer slots and step)
+# overwritten with those of a freshly built model, so it trains exactly as a
+# fresh model would (tests/study/test_fit_runner.py checks this bit for bit)
+# but without recompiling (XLA / tf.function compilation costs seconds per run).
+# Kept across studies in one process, at most MAX_COMPILED; clear_cache() frees them.
+_COMPILED = collections.OrderedDict()
+MAX_COMPILED = 64
+
+
+def clear_cache():
+    """Drop the compiled models kept between runs (and Keras' global state)."""
+    _COMPILED.clear()
+    keras.backend.clear_session()
+
+
+def _cache_key(plan):
+    # Everything that shapes the compiled program; seeds and weights are state.
+    where = str(plan.base_dir) if "builder" in plan.model else None  # user code may differ
+    return json.dumps([plan.model, plan.train, plan.arm.noise, plan.data.input_shape,
+                       plan.data.num_classes, where], sort_keys=True)
+
+
+def _model_for(plan):
+    fresh = prepare_model(plan)
+    key = _cache_key(plan)
+    cached = _COMPILED.get(key)
+    if cached is not None:
+        old, new = _state(cached), _state(fresh)
+        if len(old) == len(new) and all(a.shape == b.shape for a, b in zip(old, new)):
+            for target, source in zip(old, new):
+                target.assign(source.value)
+            _COMPILED.move_to_end(key)
+            return cached
+    _COMPILED[key] = fresh
+    while len(_COMPILED) > MAX_COMPILED:
+        _COMPILED.popitem(last=False)
+    return fresh
+
+
+def _fit(plan, on_epoch):
+    train, data = plan.train, plan.data
+    model = _model_for(plan)
+    epochs, bs = train["epochs"], train["batch_size"]
+    checked = validated_epochs(epochs, train["validate_every"])
+    freq = train["validate_every"] if epochs % train["validate_every"] == 0 else checked
+    fitted = model.fit(
+        batches(data.x_train, data.y_train, plan.seed, epochs, bs),
+        steps_per_epoch=steps_per_epoch(len(data.x_train), bs),
+        epochs=epochs,
+        validation_data=(data.x_test, data.y_test),
+        validation_freq=freq,
+        validation_batch_size=validation_batch_size(bs, len(data.x_test)),
+        shuffle=False,
+        verbose=0,
+        callbacks=[_EpochCallback(on_epoch)] if on_epoch else [],
+    )
+    history = {k: [float(v) for v in vals] for k, vals in fitted.history.items()}
+    n_train = len(history.get("loss", []))
+    history["epoch"] = list(range(1, n_train + 1))
+    n_val = len(history.get("val_loss", []))
+    history["val_epoch"] = checked[:n_val]
+    return history
+
+
+def run_one(plan, on_epoch=None):
+    """Train one run and return its :class:`RunResult` (never raises for a failed fit).
+
+    Args:
+        plan: A :class:`RunPlan`.
+        on_epoch: Optional ``callable(epoch)`` called after each epoch (1-based),
+            e.g. to drive a progress bar.
+
+    Returns:
+        A :class:`RunResult`; a run whose build or fit raised is returned with
+        ``status="failed"`` and the error text, so one bad run does not stop a
+        study (``KeyboardInterrupt`` still does).
+    """
+    started = time.time()
+    t0 = time.perf_counter()
+    try:
+        history = _fit(plan, on_epoch)
+        status, error = "done", None
+        final = summarize_history(history, plan.train["metrics"])
+        if not math.isfinite(final.get("loss", math.nan)):
+            error = "training loss is not finite (diverged); metrics kept as recorded"
+    except Exception as e:  # noqa: BLE001 -- recorded in the store, the study goes on
+        _COMPILED.pop(_cache_key(plan), None)  # never reuse a model whose fit broke
+        history, final, status = {}, {}, "failed"
+        error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"
+    return RunResult(
+        arm=plan.arm, replica=plan.replica, seed=plan.seed, status=status, history=history,
+        final=final, wall_s=time.perf_counter() - t0, backend=keras.backend.backend(),
+        versions=versions(), error=error, started_at=started,
+    )

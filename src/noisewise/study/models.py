@@ -1,0 +1,314 @@
+"""Models of a study: built-in MLP and CNN with noise placed by the spec, or the user's.
+
+Pairing is explicit, not an accident of the global random state: every Dense
+or Conv kernel of a built-in model is initialised from its own seed,
+``derive_seed(replica_seed, "init", k)`` for the k-th weight layer, so replica
+``i`` starts from the same weights in every arm, whatever noise layers sit
+between those layers. Noise layers get ``derive_seed(replica_seed, "noise",
+arm, entry, site)`` and never draw from the global generator.
+
+Noise entries (one table each in an arm's ``noise`` list):
+
+- ``type`` in ``gaussian | uniform | multiplicative | salt_and_pepper |
+  poisson`` (:data:`noisewise.layers.NOISE_LAYERS`) or ``dropout |
+  gaussian_dropout | alpha_dropout`` (Keras' own layers), with ``where`` in
+  ``input | pre_activation | post_activation``: at the model input, between
+  each hidden layer's linear part and its activation (``Dense -> noise ->
+  Activation``), or after each hidden activation. The output layer gets none.
+  Other keys are the layer's arguments (``stddev``, ``clip``, ``rate``, ...).
+- ``type = "weight"``: :class:`noisewise.WeightNoise` around every Dense and
+  Conv layer (output layer included); keys ``stddev``, ``targets``,
+  ``relative``, ``active_at_inference``.
+- ``type = "gradient"``: :class:`noisewise.GradientNoise` around the
+  optimizer (Neelakantan et al., 2015); keys ``eta``, ``gamma``.
+
+Augmentation (an arm's ``augment`` list, see :mod:`noisewise.augment`): the
+spec hands it over as a last noise entry ``{"type": "augment", "transforms":
+[...], "value_range": ...}``; :func:`build_model` puts the pipeline
+(:func:`noisewise.augment.from_spec`, seeded with ``derive_seed(replica_seed,
+"augment", arm)``) right after the input, before any input noise, in built-in
+and user models alike. Without ``value_range`` it is the training data's
+(min, max). Like Keras' preprocessing layers it is active only in training.
+
+A user model (``[model] builder = "package.module:function"``) is built by
+``function(input_shape=..., num_classes=..., **other_model_keys)`` after
+``keras.utils.set_random_seed(replica_seed)``, so the clean model is the same
+in every arm of a replica; noise is then added with :func:`noisewise.inject`
+(layer types) or by wrapping its Dense/Conv layers (weight noise), both keeping
+the clean model's weights.
+
+Example:
+    >>> from noisewise.study.datasets import load_dataset
+    >>> from noisewise.study.models import build_model
+    >>> data = load_dataset({"name": "circles"})
+    >>> noise = ({"type": "gaussian", "where": "pre_activation", "stddev": 0.1},)
+    >>> model = build_model({"name": "mlp", "hidden": [8]}, noise, data, seed=1, arm="demo")
+    >>> [layer.__class__.__name__ for layer in model.layers[1:]]
+    ['Dense', 'GaussianNoise', 'Activation', 'Dense']
+"""
+
+import inspect
+
+import keras
+
+from noisewise._validation import check_int, check_non_negative, check_number
+from noisewise.layers import NOISE_LAYERS, WeightNoise
+from noisewise.random import derive_seed
+
+WHERE = ("input", "pre_activation", "post_activation")
+DROPOUT_LAYERS = {
+    "dropout": keras.layers.Dropout,
+    "gaussian_dropout": keras.layers.GaussianDropout,
+    "alpha_dropout": keras.layers.AlphaDropout,
+}
+NOISE_TYPES = (*NOISE_LAYERS, *DROPOUT_LAYERS, "weight", "gradient")
+
+
+def _init_args(cls):
+    """Keyword arguments a layer class accepts (walking its constructors' MRO)."""
+    names = []
+    for klass in cls.__mro__:
+        if klass is keras.layers.Layer:
+            break
+        if "__init__" in vars(klass):
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names:
+                    names.append(p.name)
+    return [n for n in names if n not in ("self", "level", "seed", "name", "layer")]
+
+
+def noise_arguments(kind):
+    """``(required, allowed)`` argument names of a noise type (besides type/where)."""
+    if kind in NOISE_LAYERS:
+        return (NOISE_LAYERS[kind].level_name,), _init_args(NOISE_LAYERS[kind])
+    if kind in DROPOUT_LAYERS:
+        return ("rate",), _init_args(DROPOUT_LAYERS[kind])
+    if kind == "weight":
+        return ("stddev",), _init_args(WeightNoise)
+    if kind == "gradient":
+        return ("eta",), ["eta", "gamma"]
+    raise ValueError(f"unknown noise type {kind!r}")
+
+
+def _arguments(entry):
+    return {k: v for k, v in entry.items() if k not in ("type", "where")}
+
+
+def noise_layer(entry, seed=None, name=None):
+    """The Keras layer of a layer-type noise entry (``type`` + its arguments)."""
+    kind, args = entry["type"], _arguments(entry)
+    if kind in DROPOUT_LAYERS:
+        # Keras' message does not name a range that excludes 1 (1 divides by zero).
+        check_number("rate", args.get("rate"), low=0.0, high=1.0, high_open=True)
+        return DROPOUT_LAYERS[kind](seed=seed, name=name, **args)
+    return NOISE_LAYERS[kind](seed=seed, name=name, **args)
+
+
+def check_noise(entry):
+    """Raise ValueError (naming the argument) if the entry's values are invalid."""
+    kind, args = entry["type"], _arguments(entry)
+    if kind == "gradient":
+        check_non_negative("eta", args["eta"])
+        check_non_negative("gamma", args.get("gamma", 0.55))
+    elif kind == "weight":
+        WeightNoise(keras.layers.Dense(1), seed=0, **args)
+    else:
+        noise_layer(entry, seed=0)
+
+
+def noise_seed(seed, arm, index, site=0):
+    """Seed of the ``site``-th layer made from noise entry ``index`` of ``arm``."""
+    return derive_seed(seed, "noise", arm, index, site)
+
+
+def _check_units(name, value):
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"`{name}` must be a non-empty list of positive integers. "
+                         f"Received: {name}={value!r}")
+    return [check_int(f"{name}[{i}]", v, low=1) for i, v in enumerate(value)]
+
+
+def _check_activation(name, value):
+    if not isinstance(value, str):
+        raise ValueError(f"`{name}` must be a Keras activation name. Received: {name}={value!r}")
+    try:
+        keras.activations.get(value)
+    except ValueError:
+        raise ValueError(f"`{name}` must be a Keras activation name such as 'relu' or "
+                         f"'tanh'. Received: {name}={value!r}") from None
+    return value
+
+
+def _check_size(name, value):
+    return check_int(name, value, low=1)
+
+
+# name -> {option: (default, check)}
+BUILTIN = {
+    "mlp": {"hidden": ([64], _check_units), "activation": ("relu", _check_activation)},
+    "cnn": {"filters": ([16, 32], _check_units), "kernel_size": (3, _check_size),
+            "pool": (2, _check_size), "hidden": ([64], _check_units),
+            "activation": ("relu", _check_activation)},
+}
+
+
+class _Builder:
+    """Lays out one built-in model; knows which noise goes where."""
+
+    def __init__(self, noise, seed, arm):
+        self.noise, self.seed, self.arm = noise, seed, arm
+        self.n_weight_layers = 0
+        self.sites = {}  # entry index -> layers made so far
+
+    def _seed(self, index):
+        site = self.sites.get(index, 0)
+        self.sites[index] = site + 1
+        return noise_seed(self.seed, self.arm, index, site)
+
+    def place(self, where, x, tag):
+        for i, entry in enumerate(self.noise):
+            if entry.get("where") == where:
+                layer = noise_layer(entry, seed=self._seed(i), name=f"{tag}_{where}_noise{i}")
+                x = layer(x)
+        return x
+
+    def weight_layer(self, cls, *args, **kwargs):
+        k = self.n_weight_layers
+        self.n_weight_layers += 1
+        layer = cls(
+            *args, kernel_initializer=keras.initializers.GlorotUniform(
+                seed=derive_seed(self.seed, "init", k)),
+            bias_initializer="zeros", **kwargs,
+        )
+        for i, entry in enumerate(self.noise):
+            if entry["type"] == "weight":
+                layer = WeightNoise(layer, seed=self._seed(i), name=f"{layer.name}_weight_noise",
+                                    **_arguments(entry))
+        return layer
+
+    def block(self, x, layer, activation, tag):
+        x = layer(x)
+        x = self.place("pre_activation", x, tag)
+        x = keras.layers.Activation(activation, name=f"{tag}_activation")(x)
+        return self.place("post_activation", x, tag)
+
+    def head(self, x, num_classes):
+        units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+        return self.weight_layer(keras.layers.Dense, units, activation=activation,
+                                 name="output")(x)
+
+
+def _mlp(b, x, hidden, activation):
+    if len(x.shape) > 2:
+        x = keras.layers.Flatten(name="flatten")(x)
+    for k, units in enumerate(hidden):
+        x = b.block(x, b.weight_layer(keras.layers.Dense, units, name=f"dense_{k}"),
+                    activation, f"dense_{k}")
+    return x
+
+
+def _cnn(b, x, filters, kernel_size, pool, hidden, activation):
+    if len(x.shape) != 4:
+        raise ValueError(
+            "model 'cnn' needs image data shaped (n, height, width, channels). "
+            f"Received: input shape {tuple(x.shape[1:])}; use model 'mlp' for flat features"
+        )
+    for k, n in enumerate(filters):
+        conv = b.weight_layer(keras.layers.Conv2D, n, kernel_size, padding="same",
+                              name=f"conv_{k}")
+        x = b.block(x, conv, activation, f"conv_{k}")
+        if min(x.shape[1:3]) >= pool:
+            x = keras.layers.MaxPooling2D(pool, name=f"pool_{k}")(x)
+    return _mlp(b, x, hidden, activation)
+
+
+def _user_model(model, noise, data, seed, arm, base_dir):
+    from noisewise.injection import inject
+    from noisewise.study.datasets import resolve_callable
+
+    options = {k: v for k, v in model.items() if k != "builder"}
+    build = resolve_callable(model["builder"], base_dir, what="builder")
+    keras.utils.set_random_seed(seed)
+    net = build(input_shape=data.input_shape, num_classes=data.num_classes, **options)
+    if not isinstance(net, keras.Model):
+        raise ValueError(f"builder {model['builder']!r} must return a keras.Model. "
+                         f"Received: {type(net).__name__}")
+    for i, entry in enumerate(noise):
+        if entry["type"] == "weight":
+            net = _wrap_weights(net, entry, noise_seed(seed, arm, i))
+        elif entry["type"] not in ("gradient", "augment"):
+            template = noise_layer(entry, seed=noise_seed(seed, arm, i))
+            net = inject(net, where=entry["where"], noise=template)
+    augment = augmentation(noise, data, seed, arm)
+    if augment is not None:  # outermost, so it runs before injected input noise
+        inputs = keras.Input(shape=data.input_shape, name="x")
+        net = keras.Model(inputs, net(augment(inputs)), name=net.name)
+    return net
+
+
+def augmentation(noise, data, seed, arm):
+    """The arm's augmentation layer (an ``AugmentPipeline``), or None without one."""
+    entries = [e for e in noise if e["type"] == "augment"]
+    if not entries:
+        return None
+    from noisewise.augment import AugmentPipeline
+
+    entry = entries[-1]
+    value_range = entry.get("value_range")
+    if value_range is None:
+        low, high = float(data.x_train.min()), float(data.x_train.max())
+        if not low < high:
+            raise ValueError(f"augmentation needs the data's value range, and the training "
+                             f"data is constant ({low}); set the arm's `augment_value_range`")
+        value_range = (low, high)
+    layer = AugmentPipeline(entry["transforms"], seed=derive_seed(seed, "augment", arm),
+                            value_range=value_range, allow_label_mixing=False, name="augment")
+    return layer.adapt(data.x_train)  # fits tabular_noise; a no-op for the others
+
+
+def _wrap_weights(model, entry, seed):
+    """Copy of ``model`` with WeightNoise around every Dense/Conv layer, weights kept."""
+    pairs = []
+
+    def clone(layer):
+        copy = layer.__class__.from_config(layer.get_config())
+        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D,
+                              keras.layers.Conv3D)):
+            pairs.append((layer, copy))
+            return WeightNoise(copy, seed=derive_seed(seed, len(pairs)), **_arguments(entry))
+        pairs.append((layer, copy))
+        return copy
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    for source, copy in pairs:
+        copy.set_weights(source.get_weights())
+    return new
+
+
+def build_model(model, noise, data, seed, arm, base_dir=None):
+    """Build the (uncompiled) model of one run.
+
+    Args:
+        model: The validated ``[model]`` table.
+        noise: The arm's noise entries (gradient noise is the optimizer's
+            business and ignored here).
+        data: The run's :class:`~noisewise.study.datasets.Dataset`.
+        seed: The replica seed (shared by every arm of the replica).
+        arm: The arm name (seeds the noise layers).
+        base_dir: Folder a user builder module is imported from.
+
+    Returns:
+        A ``keras.Model`` with 1 sigmoid output (binary) or ``num_classes``
+        softmax outputs (built-in models).
+    """
+    if "builder" in model:
+        return _user_model(model, noise, data, seed, arm, base_dir)
+    options = {k: default for k, (default, _) in BUILTIN[model["name"]].items()}
+    options.update((k, v) for k, v in model.items() if k != "name")
+    b = _Builder(tuple(noise), seed, arm)
+    inputs = keras.Input(shape=data.input_shape, name="x")
+    augment = augmentation(noise, data, seed, arm)
+    x = b.place("input", inputs if augment is None else augment(inputs), "x")
+    body = _mlp if model["name"] == "mlp" else _cnn
+    x = body(b, x, **options)
+    return keras.Model(inputs, b.head(x, data.num_classes), name=f"{model['name']}")

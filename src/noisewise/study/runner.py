@@ -1,0 +1,262 @@
+"""Run a study: plan its runs, skip those the store has, train the rest, store each at once.
+
+Runs go replica by replica (replica 0 of every arm, then replica 1, ...), so a
+study stopped early still holds complete pairs for the comparisons. Each
+finished run is written to the store before the next starts; rerunning the
+same spec against the same store resumes where it stopped.
+
+Before the store is opened and before any training, the dataset is loaded and
+every arm's model is built once (and thrown away), so a builder or data
+problem fails fast, with a :class:`~noisewise.study.spec.SpecError`, instead
+of after hours of training.
+
+Example:
+    >>> import os, tempfile
+    >>> from noisewise.study import Study
+    >>> study = Study({"study": {"name": "demo", "seeds": 2},
+    ...                "data": {"name": "circles"},
+    ...                "model": {"name": "mlp", "hidden": [8]},
+    ...                "train": {"epochs": 2},
+    ...                "arms": [{"name": "baseline"}]})
+    >>> outcome = study.run(store=os.path.join(tempfile.mkdtemp(), "s.db"), quiet=True)
+    >>> outcome.ran, outcome.failed
+    (2, 0)
+"""
+
+import dataclasses
+import os
+import sys
+import time
+
+from noisewise.random import replica_seed
+from noisewise.study import fit_runner
+from noisewise.study.datasets import load_dataset
+from noisewise.study.models import build_model
+from noisewise.study.spec import SpecError, StudySpec, load_spec
+from noisewise.study.store import Store
+
+DEFAULT_STORE = "noisewise.db"
+
+
+@dataclasses.dataclass
+class StudyRun:
+    """What :meth:`Study.run` did. Results themselves are read from the store.
+
+    Attributes:
+        name: Study name.
+        store: Path of the store file.
+        study_id: The study's id in the store.
+        total: Runs the spec asks for (arms x seeds).
+        skipped: Runs already in the store (resumed).
+        ran: Runs trained now.
+        failed: Runs trained now that failed (stored as failed, retried next time).
+        wall_s: Seconds spent.
+    """
+
+    name: str
+    store: str
+    study_id: int
+    total: int
+    skipped: int
+    ran: int
+    failed: int
+    wall_s: float
+
+    def runs(self, status="done"):
+        """The study's runs, read back from the store."""
+        with Store(self.store) as store:
+            return store.runs(self.study_id, status=status)
+
+
+def resolve_store(spec, store=None):
+    """The store: the argument, else ``study.store`` (relative to the spec), else ./noisewise.db."""
+    if store is not None:
+        return store if isinstance(store, Store) else os.fspath(store)
+    return spec.store_path() or DEFAULT_STORE
+
+
+class _Progress:
+    """Rich progress bars on stderr: the study's runs, and the current run's epochs."""
+
+    def __init__(self, total, epochs, quiet):
+        self.bar, self.failed = None, 0
+        if quiet:
+            return
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+            transient=False,
+        )
+        self.study = self.bar.add_task("runs", total=total)
+        self.run = self.bar.add_task("epochs", total=epochs, visible=False)
+        self._last = 0.0
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+    def start_run(self, plan):
+        if self.bar is not None:
+            from rich.markup import escape  # grid arm names hold brackets
+
+            self.bar.update(self.run, completed=0, visible=True,
+                            description=escape(f"{plan.arm.name} #{plan.replica}"))
+
+    def epoch(self, epoch):
+        # Rich redraws on its own thread; updating more often than it draws is waste.
+        now = time.monotonic()
+        if now - self._last > 0.1:
+            self._last = now
+            self.bar.update(self.run, completed=epoch)
+
+    def end_run(self, result):
+        if self.bar is not None:
+            self.bar.update(self.run, completed=len(result.history.get("loss", [])))
+            self.failed += result.status != "done"
+            self.bar.update(self.study, advance=1, description="runs" + (
+                f" [red]({self.failed} failed)[/red]" if self.failed else ""))
+
+    @property
+    def on_epoch(self):
+        return self.epoch if self.bar is not None else None
+
+
+class Study:
+    """A noise study: a validated spec, expanded into runs = arms x replicas.
+
+    Args:
+        spec: A :class:`~noisewise.study.spec.StudySpec`, a TOML path or a dict
+            (see :func:`~noisewise.study.spec.load_spec`).
+
+    Example: see the module docstring.
+    """
+
+    def __init__(self, spec):
+        self.spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
+        self._data = None
+
+    @property
+    def data(self):
+        """The dataset, loaded once (errors are reported as spec errors of ``data``)."""
+        if self._data is None:
+            try:
+                self._data = load_dataset(self.spec.data, self.spec.base_dir)
+            except (OSError, ValueError, ImportError) as e:
+                raise SpecError(f"data: cannot load the dataset: {e}") from e
+        return self._data
+
+    def plans(self, skip=()):
+        """Run plans in replica-major order, leaving out the keys in ``skip``."""
+        s = self.spec
+        return [
+            fit_runner.RunPlan(s.name, arm, replica, replica_seed(s.seed, replica), self.data,
+                               s.model, s.train, s.base_dir)
+            for replica in range(s.seeds) for arm in s.arms
+            if (arm.name, replica) not in skip
+        ]
+
+    def check(self):
+        """Build every arm's model once (replica 0) so problems surface before training."""
+        s, data = self.spec, self.data
+        for arm in s.arms:
+            try:
+                build_model(s.model, arm.noise, data, replica_seed(s.seed, 0), arm.name,
+                            base_dir=s.base_dir)
+                fit_runner.make_optimizer(s.train, arm.noise, 0, arm.name)
+            except Exception as e:  # noqa: BLE001 -- user builders raise anything
+                raise SpecError(f"model: cannot build it for arm {arm.name!r}: "
+                                f"{type(e).__name__}: {e}") from e
+
+    def run(self, store=None, *, new=False, quiet=False, executor="auto", log=None):
+        """Train every run the store does not have yet, writing each as it finishes.
+
+        Args:
+            store: A :class:`~noisewise.study.store.Store` or a path; default
+                ``study.store`` (relative to the spec file) or ``./noisewise.db``.
+            new: Start a new study if the stored one has a different spec (the
+                old one is kept under another name; see ``Store.open_study``).
+            quiet: No progress bars.
+            executor: ``"auto"`` (the vectorised JAX executor when it can run
+                every run, else one ``fit`` per run, saying why in one line),
+                ``"vmap"`` (vectorised; an error if it cannot), ``"fit"``, or
+                an object with ``run_one(plan)`` or ``run_many(plans)``.
+            log: ``callable(str)`` for that line (default: stderr unless quiet).
+
+        Returns:
+            A :class:`StudyRun`.
+        """
+        t0 = time.perf_counter()
+        self.check()  # data and every model, before the store is touched or anything trains
+        if log is None:
+            log = (lambda line: None) if quiet else (
+                lambda line: print(f"noisewise: {line}", file=sys.stderr))
+        executor = self._executor(executor, log)
+        target = resolve_store(self.spec, store)
+        owned = not isinstance(target, Store)
+        db = Store(target) if owned else target
+        try:
+            study_id = db.open_study(self.spec, new=new)
+            todo = self.plans(skip=db.done_keys(study_id))
+            total = len(self.spec.arms) * self.spec.seeds
+            ran = failed = 0
+            with _Progress(len(todo), self.spec.train["epochs"], quiet) as progress:
+                for result in self._execute(executor, todo, progress):
+                    db.write_run(study_id, result)
+                    ran += 1
+                    failed += result.status != "done"
+                    progress.end_run(result)
+            return StudyRun(self.spec.name, str(db.path), study_id, total,
+                            total - len(todo), ran, failed, time.perf_counter() - t0)
+        finally:
+            if owned:
+                db.close()
+
+    def _executor(self, choice, log):
+        if not isinstance(choice, str):
+            return choice
+        allowed = ("auto", "vmap", "fit")
+        if choice not in allowed:
+            raise ValueError(f"`executor` must be one of {allowed} or an executor object. "
+                             f"Received: executor={choice!r}")
+        if choice == "fit":
+            return fit_runner
+        from noisewise.study import vmap_runner
+
+        reason = vmap_runner.unsupported_reason(self.plans_for_check())
+        if reason is None:
+            log(f"vectorised executor: replicas of an arm train together in one compiled "
+                f"program, chunks of {vmap_runner.DEFAULT_CHUNK}")
+            return vmap_runner
+        if choice == "vmap":
+            raise ValueError(f"`executor='vmap'` cannot run this study: {reason}")
+        log(f"one fit per run: {reason}")
+        return fit_runner
+
+    def plans_for_check(self):
+        """One plan per arm (replica 0): enough to see every model structure."""
+        s = self.spec
+        return [fit_runner.RunPlan(s.name, arm, 0, replica_seed(s.seed, 0), self.data, s.model,
+                                   s.train, s.base_dir) for arm in s.arms]
+
+    @staticmethod
+    def _execute(executor, plans, progress):
+        if hasattr(executor, "run_many"):
+            yield from executor.run_many(plans)
+            return
+        for plan in plans:
+            progress.start_run(plan)
+            yield executor.run_one(plan, on_epoch=progress.on_epoch)
+
+
+def run_study(spec, store=None, **kwargs):
+    """``Study(spec).run(store, **kwargs)``: load, validate, run and store a study."""
+    return Study(spec).run(store, **kwargs)
