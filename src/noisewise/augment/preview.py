@@ -1,0 +1,224 @@
+"""Preview augmentations as a PNG grid: ``noisewise augment preview SPEC ...``.
+
+For a pipeline spec, each row is one source image: the original, then
+``samples`` augmented draws. For a corruption name, each row is one source
+image: the original, then severities 1 to 5.
+
+SPEC is one of: a corruption name (see ``CORRUPTIONS``); a JSON list of
+transforms (``'[{"type": "flip", "mode": "horizontal"}]'``); or a path to a
+``.json`` or ``.toml`` file holding such a list, or a dict with an ``augment``
+list (a study spec's arm: pick it with ``--arm NAME``).
+
+Example:
+    >>> from noisewise.augment.preview import preview_grid, load_images
+    >>> images, value_range = load_images(dataset="digits", count=2)
+    >>> fig = preview_grid("gaussian_noise", images, value_range=value_range, preset="cifar")
+    >>> len(fig.axes)
+    12
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from noisewise.augment.corruptions import CORRUPTIONS, PRESETS, corrupt
+from noisewise.augment.image import image_pipeline
+
+DATASETS = ("sample_images", "digits")
+
+
+def load_images(*, image=None, dataset=None, count=2, size=None):
+    """Images to preview (uint8-like NumPy batch) and their value range.
+
+    Args:
+        image: Path of an image file (read with Pillow, converted to RGB).
+        dataset: ``"sample_images"`` (scikit-learn's two 427x640 photos) or
+            ``"digits"`` (8x8 handwritten digits, values 0..16, shown upscaled).
+        count: Number of images taken from a dataset.
+        size: Optional (height, width) to resize photos to (keeps previews fast).
+    """
+    if (image is None) == (dataset is None):
+        raise ValueError("Give exactly one of `image` or `dataset`. "
+                         f"Received: image={image!r}, dataset={dataset!r}")
+    if image is not None:
+        from PIL import Image
+
+        pil = Image.open(image).convert("RGB")
+        if size is not None:
+            pil = pil.resize((size[1], size[0]))
+        return np.asarray(pil)[None], (0, 255)
+    if dataset == "sample_images":
+        from PIL import Image
+        from sklearn.datasets import load_sample_images
+
+        photos = load_sample_images().images[:count]
+        if size is not None:
+            photos = [np.asarray(Image.fromarray(p).resize((size[1], size[0]))) for p in photos]
+        return np.stack(photos), (0, 255)
+    if dataset == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits().images[:count]
+        return digits[..., None].astype("float32"), (0, 16)
+    raise ValueError(
+        f"`dataset` must be one of {', '.join(DATASETS)}. Received: dataset={dataset!r}"
+    )
+
+
+def parse_spec(spec, arm=None):
+    """A corruption name (str) or a transform list from a name, JSON text or a file."""
+    if isinstance(spec, (list, tuple)):
+        return list(spec)
+    if spec in CORRUPTIONS:
+        return spec
+    if os.path.exists(spec):
+        with open(spec, "rb") as f:
+            raw = f.read()
+        if spec.endswith(".toml"):
+            import tomllib
+
+            data = tomllib.loads(raw.decode())
+        else:
+            data = json.loads(raw)
+    else:
+        try:
+            data = json.loads(spec)
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"SPEC must be a corruption name ({', '.join(CORRUPTIONS)}), a JSON list of "
+                f"transforms, or a .json/.toml file. Received: {spec!r}"
+            ) from None
+    if isinstance(data, dict) and "arms" in data:
+        arms = {a.get("name"): a for a in data["arms"]}
+        if arm is None:
+            with_aug = [n for n, a in arms.items() if "augment" in a]
+            if len(with_aug) != 1:
+                raise ValueError(
+                    f"The study has arms with `augment`: {with_aug}; choose one with --arm"
+                )
+            arm = with_aug[0]
+        if arm not in arms or "augment" not in arms[arm]:
+            raise ValueError(f"No arm {arm!r} with an `augment` list. Arms: {sorted(arms)}")
+        data = arms[arm]["augment"]
+    elif isinstance(data, dict):
+        data = data.get("augment")
+    if not isinstance(data, list):
+        raise ValueError("The spec file must hold a list of transforms or an `augment` list.")
+    return data
+
+
+def _show(ax, image, value_range, title=None):
+    low, high = value_range
+    image = np.clip((np.asarray(image, "float32") - low) / (high - low), 0.0, 1.0)
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(image, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def preview_grid(spec, images, *, value_range=(0, 255), samples=5, seed=0, preset="imagenet",
+                 output=None, arm=None):
+    """Draw a grid of augmented (or corrupted) images; save it when ``output`` is given.
+
+    Args:
+        spec: Corruption name, transform list, JSON text or spec file (see module doc).
+        images: (n, height, width, channels) batch.
+        value_range: Range of the pixel values.
+        samples: Augmented draws per image (pipelines only).
+        seed: Seed for the draws.
+        preset: Corruption constants, ``"imagenet"`` or ``"cifar"``.
+        output: Optional PNG path.
+        arm: Arm to take the ``augment`` list from when ``spec`` is a study.
+
+    Returns:
+        The matplotlib Figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = parse_spec(spec, arm=arm)
+    images = np.asarray(images)
+    if isinstance(spec, str):
+        titles = ["original"] + [f"{spec} s={s}" for s in range(1, 6)]
+        columns = [images] + [
+            np.asarray(corrupt(images, spec, s, seed=seed, value_range=value_range, preset=preset))
+            for s in range(1, 6)
+        ]
+    else:
+        pipeline = image_pipeline(spec, seed=seed, value_range=value_range)
+        titles = ["original"] + [f"sample {i + 1}" for i in range(samples)]
+        columns = [images] + [pipeline.augment(images) for _ in range(samples)]
+    rows, cols = len(images), len(columns)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 1.8 * rows), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            _show(axes[r][c], columns[c][r], value_range, titles[c] if r == 0 else None)
+    fig.tight_layout()
+    if output:
+        fig.savefig(output, dpi=100)
+        plt.close(fig)
+    return fig
+
+
+def _run(args):
+    try:
+        images, value_range = load_images(
+            image=args.image, dataset=args.dataset, count=args.count,
+            size=None if args.size is None else (args.size, args.size),
+        )
+        preview_grid(args.spec, images, value_range=value_range, samples=args.samples,
+                     seed=args.seed, preset=args.preset, output=args.output, arm=args.arm)
+    except (ValueError, OSError) as err:
+        print(f"noisewise augment preview: error: {err}", file=sys.stderr)
+        return 2
+    print(args.output)
+    return 0
+
+
+def add_cli(subparsers):
+    """Register ``augment preview`` on an argparse ``subparsers`` object.
+
+    The handler is stored as ``func`` (``args.func(args)`` returns the exit
+    code: 0 ok, 2 bad spec or input).
+    """
+    augment = subparsers.add_parser("augment", help="augmentation tools")
+    commands = augment.add_subparsers(dest="augment_command", required=True)
+    p = commands.add_parser(
+        "preview", help="draw a grid of augmented samples or corruption severities",
+        description=__doc__.split("Example:")[0],
+    )
+    p.add_argument("spec", help="corruption name, JSON list of transforms, or .json/.toml file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="image file to augment")
+    source.add_argument("--dataset", choices=DATASETS, help="built-in images")
+    p.add_argument("-o", "--output", default="augment_preview.png", help="PNG file to write")
+    p.add_argument("--samples", type=int, default=5, help="augmented samples per image")
+    p.add_argument("--count", type=int, default=2, help="images taken from --dataset")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", choices=PRESETS, default="imagenet", help="corruption constants")
+    p.add_argument("--arm", help="arm whose `augment` list to use, for a study spec")
+    p.add_argument("--size", type=int, help="resize photos to SIZE x SIZE first")
+    p.set_defaults(func=_run)
+    return p
+
+
+def main(argv=None):
+    """Run ``augment preview`` on its own (until the main CLI registers it)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="noisewise")
+    add_cli(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
