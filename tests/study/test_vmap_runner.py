@@ -1,0 +1,122 @@
+"""The vectorised executor: same trajectories as one fit per run, and the automatic choice."""
+
+import keras
+import numpy as np
+import pytest
+
+from noisewise.study import Study, fit_runner, load_spec
+from noisewise.study import vmap_runner
+
+JAX = keras.backend.backend() == "jax"
+needs_jax = pytest.mark.skipif(not JAX, reason="the vectorised executor is JAX-only")
+
+PRE = {"type": "gaussian", "where": "pre_activation", "stddev": 0.1}
+ARMS = [
+    {"name": "baseline"},
+    {"name": "pre", "noise": [PRE]},
+    {"name": "grid", "noise": [PRE], "grid": {"noise[0].stddev": [0.3, 1.0]}},
+    {"name": "gradient", "noise": [{"type": "gradient", "eta": 0.01}]},
+    {"name": "weight_dropout", "noise": [{"type": "weight", "stddev": 0.05},
+                                         {"type": "dropout", "where": "post_activation",
+                                          "rate": 0.2}]},
+]
+
+
+def spec(arms=ARMS, seeds=2, epochs=7, **train):
+    return load_spec({
+        "study": {"name": "vmap", "seeds": seeds, "seed": 3},
+        "data": {"name": "circles"},
+        "model": {"name": "mlp", "hidden": [16]},
+        "train": {"epochs": epochs, "batch_size": 8, "validate_every": 3, **train},
+        "arms": arms,
+    })
+
+
+def by_key(results):
+    return {r.key: r for r in results}
+
+
+@needs_jax
+def test_every_run_follows_the_fit_path_trajectory():
+    plans = Study(spec()).plans()
+    fast = by_key(vmap_runner.run_many(plans))
+    slow = by_key(fit_runner.run_one(p) for p in plans)
+    assert set(fast) == set(slow) and len(fast) == 6 * 2
+    for key, expected in slow.items():
+        got = fast[key]
+        assert got.status == "done" and got.error is None
+        assert got.history["epoch"] == expected.history["epoch"] == list(range(1, 8))
+        assert got.history["val_epoch"] == expected.history["val_epoch"] == [3, 6, 7]
+        assert set(got.history) == set(expected.history)
+        for metric in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            # float32 sums in another order: differences of a few ulps, not more.
+            np.testing.assert_allclose(got.history[metric], expected.history[metric],
+                                       rtol=1e-5, atol=1e-6, err_msg=f"{key} {metric}")
+        assert got.final.keys() == expected.final.keys()
+        assert got.backend == "jax" and got.versions == expected.versions
+
+
+@needs_jax
+def test_a_grid_shares_one_program_and_each_level_is_its_own_state():
+    plans = Study(spec()).plans()
+    keys = {p.arm.name: vmap_runner.structure_key(p) for p in plans}
+    assert keys["pre"] == keys["grid[stddev=0.3]"] == keys["grid[stddev=1.0]"]
+    assert len({keys["baseline"], keys["pre"], keys["gradient"], keys["weight_dropout"]}) == 4
+    results = by_key(vmap_runner.run_many([p for p in plans if p.arm.name != "baseline"]))
+    losses = [results[(arm, 0)].history["loss"] for arm in
+              ("pre", "grid[stddev=0.3]", "grid[stddev=1.0]")]
+    assert not np.allclose(losses[0], losses[1]) and not np.allclose(losses[1], losses[2])
+
+
+@needs_jax
+def test_chunking_and_padding_do_not_change_results():
+    plans = [p for p in Study(spec(arms=ARMS[:2], seeds=5)).plans()]
+    whole = by_key(vmap_runner.run_many(plans, chunk_size=8))
+    chunked = by_key(vmap_runner.run_many(plans, chunk_size=2))  # chunks of 2, 2, 1 + padding
+    assert set(whole) == set(chunked) and len(whole) == 10
+    for key in whole:
+        np.testing.assert_allclose(chunked[key].history["val_loss"],
+                                   whole[key].history["val_loss"], rtol=1e-6, atol=1e-7)
+
+
+NO_JIT = """
+import keras
+
+class Eager(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_jit = False
+
+    def call(self, x):
+        return x
+
+def build(input_shape, num_classes):
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Dense(4, activation="relu")(Eager(name="eager")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+"""
+
+
+def test_the_choice_is_automatic_and_says_why(tmp_path):
+    lines = []
+    out = Study(spec(arms=ARMS[:1], seeds=2, epochs=2)).run(
+        store=tmp_path / "a.db", quiet=True, log=lines.append)
+    assert out.ran == 2 and len(lines) == 1
+    if JAX:
+        assert lines[0].startswith("vectorised executor")
+    else:
+        assert lines[0].startswith("one fit per run") and "needs the JAX backend" in lines[0]
+        with pytest.raises(ValueError, match="executor='vmap'.*JAX"):
+            Study(spec(arms=ARMS[:1])).run(store=tmp_path / "b.db", executor="vmap")
+
+    (tmp_path / "eager_model.py").write_text(NO_JIT)
+    raw = load_spec({"study": {"name": "eager", "seeds": 1}, "data": {"name": "circles"},
+                     "model": {"builder": "eager_model:build"}, "train": {"epochs": 1},
+                     "arms": [{"name": "baseline"}]}, base_dir=tmp_path)
+    lines.clear()
+    Study(raw).run(store=tmp_path / "c.db", quiet=True, log=lines.append)
+    assert len(lines) == 1 and lines[0].startswith("one fit per run")
+    if JAX:
+        assert "'eager'" in lines[0] and "cannot be jit-compiled" in lines[0]
+    with pytest.raises(ValueError, match="`executor` must be one of"):
+        Study(raw).run(store=tmp_path / "d.db", executor="fastest")
