@@ -16,7 +16,7 @@ $(VENV)/.base: pyproject.toml
 # version pulls several GB of CUDA packages.
 $(VENV)/.all: $(VENV)/.base
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[dev,torch,tensorflow]"
+	$(PY) -m pip install -q -e ".[dev,torch,tensorflow,tensorboard,mlflow]"
 	touch $@
 
 .PHONY: study test test-fast
@@ -24,10 +24,12 @@ study: $(VENV)/.base
 	$(PY) examples/circles.py
 
 # The whole suite once per backend: Keras fixes its backend at import time.
+# The HTML report is checked in a real headless browser (installed if missing).
 test: $(VENV)/.all
+	@sh tests/study/ensure_chromium.sh
 	@set -e; for b in $(BACKENDS); do \
 		echo "== KERAS_BACKEND=$$b"; \
-		KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests; \
+		OMP_NUM_THREADS=1 KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider -n auto $(PYTEST_ARGS) tests; \
 	done
 
 test-fast:
