@@ -27,7 +27,7 @@ two arms' corruption metrics into mCE.
 
 import numpy as np
 
-from noisewise._validation import check_int, check_range
+from noisewise._validation import check_choice, check_int, check_number, check_range
 from noisewise.random import derive_seed
 from noisewise.robust import _model, attacks, smoothing
 from noisewise.robust import evaluate as tables
@@ -120,6 +120,59 @@ def _corruptions(model, x, y, entry, from_logits, seed, details):
            for c, accs in result.accuracy.items() for s, a in zip(result.severities, accs)}
     out["corruption_acc_mean"] = float(np.mean([a for accs in result.accuracy.values() for a in accs]))
     return out
+
+
+def check_config(config):
+    """Validate a config before any training; returns it. Errors name the key path.
+
+    Checks what can be checked without a model: known keys, and the values a
+    run would otherwise refuse only after training (attack budgets, smoothing
+    sample counts and level, severities, noise levels).
+    """
+    _check_keys("robustness", config, SECTIONS)
+    check_range("robustness.clip", config.get("clip"))
+    if config.get("max_examples") is not None:
+        check_int("robustness.max_examples", config["max_examples"], low=1)
+    for i, entry in enumerate(_as_list(config.get("noise") or [])):
+        where = f"robustness.noise[{i}]"
+        if not isinstance(entry, dict) or "type" not in entry or "levels" not in entry:
+            raise ValueError(f"`{where}` needs `type` and `levels`. Received: {entry!r}")
+        from noisewise.layers import NOISE_LAYERS
+
+        check_choice(f"{where}.type", entry["type"], tuple(NOISE_LAYERS))
+        for level in _as_list(entry["levels"]):
+            check_number(f"{where}.levels", level, low=0.0)
+        check_int(f"{where}.draws", entry.get("draws", 5), low=1)
+    for i, entry in enumerate(_as_list(config.get("attacks") or [])):
+        where = f"robustness.attacks[{i}]"
+        _check_keys(where, entry, _ATTACK_KEYS)
+        check_choice(f"{where}.type", entry.get("type"), ("fgsm", "pgd"))
+        attacks.check_norm(entry.get("norm", "linf"))
+        for eps in _as_list(entry.get("eps", 0.1)):
+            check_number(f"{where}.eps", eps, low=0.0)
+        if "steps" in entry:
+            check_int(f"{where}.steps", entry["steps"], low=1)
+    if config.get("smoothing"):
+        entry = config["smoothing"]
+        _check_keys("robustness.smoothing", entry, _SMOOTHING_KEYS)
+        if "sigma" not in entry:
+            raise ValueError(f"`robustness.smoothing.sigma` is required. Received: {entry!r}")
+        check_number("robustness.smoothing.sigma", entry["sigma"], low=0.0, low_open=True)
+        n0 = check_int("robustness.smoothing.n0", entry.get("n0", 100), low=1)
+        n = check_int("robustness.smoothing.n", entry.get("n", 1000), low=1)
+        if n0 > n:
+            raise ValueError(f"`robustness.smoothing.n0` must be <= `n` ({n}). Received: n0={n0}")
+        check_number("robustness.smoothing.alpha", entry.get("alpha", 0.001), low=0.0, high=1.0,
+                     low_open=True, high_open=True)
+        for r in _as_list(entry.get("radii", [])):
+            check_number("robustness.smoothing.radii", r, low=0.0)
+    if config.get("corruptions"):
+        entry = config["corruptions"]
+        _check_keys("robustness.corruptions", entry, _CORRUPTION_KEYS)
+        for s in _as_list(entry.get("severities", [1])):
+            check_int("robustness.corruptions.severities", s, low=1)
+            check_number("robustness.corruptions.severities", s, high=5)
+    return config
 
 
 def evaluate(model, x_test, y_test, config, seed):

@@ -44,6 +44,7 @@ import keras
 import numpy as np
 
 import noisewise
+from noisewise.random import derive_seed
 from noisewise.study.data_order import batches, steps_per_epoch
 from noisewise.study.models import build_model, noise_seed
 
@@ -63,6 +64,7 @@ class RunPlan:
         model: The ``[model]`` table.
         train: The ``[train]`` table.
         base_dir: Folder user builder modules are imported from.
+        robustness: The spec's ``[robustness]`` table, or None.
     """
 
     study_name: str
@@ -73,6 +75,7 @@ class RunPlan:
     model: dict
     train: dict
     base_dir: str = None
+    robustness: dict = None
 
     @property
     def key(self):
@@ -273,7 +276,21 @@ def _fit(plan, on_epoch):
     history["epoch"] = list(range(1, n_train + 1))
     n_val = len(history.get("val_loss", []))
     history["val_epoch"] = checked[:n_val]
-    return history
+    return history, model
+
+
+def robustness_metrics(plan, model):
+    """The ``[robustness]`` evaluations of a trained model, as flat final metrics.
+
+    The evaluation seed depends on the replica only, so every arm's replica i
+    is attacked, smoothed and corrupted with the same draws (paired).
+    """
+    if not plan.robustness:
+        return {}
+    from noisewise.robust import evaluate_for_study
+
+    return evaluate_for_study(model, plan.data.x_test, plan.data.y_test, plan.robustness,
+                              derive_seed(plan.seed, "robustness"))
 
 
 def run_one(plan, on_epoch=None):
@@ -292,9 +309,10 @@ def run_one(plan, on_epoch=None):
     started = time.time()
     t0 = time.perf_counter()
     try:
-        history = _fit(plan, on_epoch)
+        history, model = _fit(plan, on_epoch)
         status, error = "done", None
         final = summarize_history(history, plan.train["metrics"])
+        final.update(robustness_metrics(plan, model))
         if not math.isfinite(final.get("loss", math.nan)):
             error = "training loss is not finite (diverged); metrics kept as recorded"
     except Exception as e:  # noqa: BLE001 -- recorded in the store, the study goes on

@@ -21,6 +21,11 @@ Noise entries (one table each in an arm's ``noise`` list):
   ``relative``, ``active_at_inference``.
 - ``type = "gradient"``: :class:`noisewise.GradientNoise` around the
   optimizer (Neelakantan et al., 2015); keys ``eta``, ``gamma``.
+- ``type = "adversarial"``: the model wrapped in
+  :class:`noisewise.robust.AdversarialModel` (FGSM/PGD examples crafted each
+  step, optionally with Gaussian noise); keys ``attack``, ``eps``, ``norm``,
+  ``steps``, ``step_size``, ``random_start``, ``ratio``, ``noise_stddev``,
+  ``clip``, ``from_logits``.
 
 Augmentation (an arm's ``augment`` list, see :mod:`noisewise.augment`): the
 spec hands it over as a last noise entry ``{"type": "augment", "transforms":
@@ -61,7 +66,11 @@ DROPOUT_LAYERS = {
     "gaussian_dropout": keras.layers.GaussianDropout,
     "alpha_dropout": keras.layers.AlphaDropout,
 }
-NOISE_TYPES = (*NOISE_LAYERS, *DROPOUT_LAYERS, "weight", "gradient")
+NOISE_TYPES = (*NOISE_LAYERS, *DROPOUT_LAYERS, "weight", "gradient", "adversarial")
+# Entries that act on the whole model or the optimizer, not at one place in it.
+UNPLACED = ("weight", "gradient", "adversarial")
+ADVERSARIAL_KEYS = ("attack", "eps", "norm", "steps", "step_size", "random_start", "ratio",
+                    "noise_stddev", "clip", "from_logits")
 
 
 def _init_args(cls):
@@ -87,6 +96,8 @@ def noise_arguments(kind):
         return ("stddev",), _init_args(WeightNoise)
     if kind == "gradient":
         return ("eta",), ["eta", "gamma"]
+    if kind == "adversarial":
+        return (), list(ADVERSARIAL_KEYS)
     raise ValueError(f"unknown noise type {kind!r}")
 
 
@@ -112,6 +123,11 @@ def check_noise(entry):
         check_non_negative("gamma", args.get("gamma", 0.55))
     elif kind == "weight":
         WeightNoise(keras.layers.Dense(1), seed=0, **args)
+    elif kind == "adversarial":
+        from noisewise.robust import adversarial_model
+
+        probe = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+        adversarial_model(probe, args, seed=0)
     else:
         noise_layer(entry, seed=0)
 
@@ -302,7 +318,7 @@ def build_model(model, noise, data, seed, arm, base_dir=None):
         softmax outputs (built-in models).
     """
     if "builder" in model:
-        return _user_model(model, noise, data, seed, arm, base_dir)
+        return _adversarial(_user_model(model, noise, data, seed, arm, base_dir), noise, seed, arm)
     options = {k: default for k, (default, _) in BUILTIN[model["name"]].items()}
     options.update((k, v) for k, v in model.items() if k != "name")
     b = _Builder(tuple(noise), seed, arm)
@@ -311,4 +327,15 @@ def build_model(model, noise, data, seed, arm, base_dir=None):
     x = b.place("input", inputs if augment is None else augment(inputs), "x")
     body = _mlp if model["name"] == "mlp" else _cnn
     x = body(b, x, **options)
-    return keras.Model(inputs, b.head(x, data.num_classes), name=f"{model['name']}")
+    net = keras.Model(inputs, b.head(x, data.num_classes), name=f"{model['name']}")
+    return _adversarial(net, noise, seed, arm)
+
+
+def _adversarial(net, noise, seed, arm):
+    """``net`` wrapped for adversarial training if the arm has an ``adversarial`` entry."""
+    for i, entry in enumerate(noise):
+        if entry["type"] == "adversarial":
+            from noisewise.robust import adversarial_model
+
+            return adversarial_model(net, _arguments(entry), seed=noise_seed(seed, arm, i))
+    return net

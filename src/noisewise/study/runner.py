@@ -159,7 +159,7 @@ class Study:
         s = self.spec
         return [
             fit_runner.RunPlan(s.name, arm, replica, replica_seed(s.seed, replica), self.data,
-                               s.model, s.train, s.base_dir)
+                               s.model, s.train, s.base_dir, s.robustness)
             for replica in range(s.seeds) for arm in s.arms
             if (arm.name, replica) not in skip
         ]
@@ -245,7 +245,7 @@ class Study:
         """One plan per arm (replica 0): enough to see every model structure."""
         s = self.spec
         return [fit_runner.RunPlan(s.name, arm, 0, replica_seed(s.seed, 0), self.data, s.model,
-                                   s.train, s.base_dir) for arm in s.arms]
+                                   s.train, s.base_dir, s.robustness) for arm in s.arms]
 
     @staticmethod
     def _execute(executor, plans, progress):

@@ -26,6 +26,12 @@ when two grid keys end in the same name). A grid key must address an argument
 of an existing noise entry (``noise[i].<argument>``) or augmentation transform
 (``augment[i].<argument>``).
 
+An optional ``[robustness]`` table evaluates every trained model under noise,
+attacks, randomized smoothing or corruptions (format and metric names in
+:mod:`noisewise.robust._study`); its metrics (``certified_acc@r=0.25``,
+``adv_acc@fgsm_linf=0.1``, ...) are stored with the run's final metrics, so
+arms are compared on them like on ``val_accuracy``.
+
 The spec hash is the sha256 of the canonical JSON (sorted keys) of the
 normalised spec without ``study.store``: the store uses it to refuse resuming
 a study whose spec changed.
@@ -92,7 +98,7 @@ _TRAIN = {
     "epochs": 100, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.001,
     "optimizer_options": {}, "loss": "auto", "metrics": ["accuracy"], "validate_every": 1,
 }
-_SECTIONS = ("study", "data", "model", "train", "arms")
+_SECTIONS = ("study", "data", "model", "train", "arms", "robustness")
 _GRID_KEY = re.compile(r"^noise\[(\d+)\]\.([A-Za-z_]\w*)$")
 _AUGMENT_GRID_KEY = re.compile(r"^augment\[(\d+)\]\.([A-Za-z_]\w*)$")
 
@@ -240,7 +246,7 @@ def _check_noise(entry, path):
         _fail(f"{path}.type", f"unknown noise type {kind!r}; allowed: "
               f"{', '.join(models.NOISE_TYPES)}")
     required, allowed = models.noise_arguments(kind)
-    has_where = kind not in ("weight", "gradient")
+    has_where = kind not in models.UNPLACED
     _unknown(entry, ["type", *(["where"] if has_where else []), *allowed], path)
     if has_where and entry.get("where") not in models.WHERE:
         _fail(f"{path}.where", f"must be one of {', '.join(models.WHERE)}. "
@@ -310,7 +316,7 @@ def _expand_arm(arm, path, position):
     if not isinstance(noise, list):
         _fail(f"{path}.noise", f"must be a list of noise tables. Received: {noise!r}")
     clean = [_check_noise(e, f"{path}.noise[{i}]") for i, e in enumerate(noise)]
-    for kind in ("weight", "gradient"):
+    for kind in models.UNPLACED:
         if sum(e["type"] == kind for e in clean) > 1:
             _fail(f"{path}.noise", f"at most one {kind!r} entry per arm")
     augment, value_range = _check_augment(arm, path)
@@ -431,6 +437,9 @@ class StudySpec:
         arms: The expanded arms (:class:`Arm`), grid points included.
         base_dir: Folder relative paths are resolved against (the spec file's
             folder; the current directory for dict specs).
+        robustness: The ``[robustness]`` table or None: evaluations run on
+            every trained model, their metrics stored with the run's final
+            metrics (see :mod:`noisewise.robust._study`).
     """
 
     name: str
@@ -444,6 +453,7 @@ class StudySpec:
     arms: tuple
     base_dir: str
     _normalised: dict = dataclasses.field(repr=False)
+    robustness: dict = None
 
     def to_dict(self):
         """The normalised spec as a plain dict (arms unexpanded, grids kept)."""
@@ -508,13 +518,31 @@ def validate(raw, base_dir=None):
     reference = study.get("reference", names[0])
     if reference not in names:
         _fail("study.reference", f"must name an arm: {', '.join(names)}. Received: {reference!r}")
+    robustness = _check_robustness(raw.get("robustness"))
     normalised = {
         "study": {"name": name, "seeds": seeds, "seed": seed, "reference": reference,
                   **({"store": store} if store is not None else {})},
         "data": data, "model": model, "train": train, "arms": normalised_arms,
+        **({"robustness": robustness} if robustness is not None else {}),
     }
     return StudySpec(name, seeds, seed, store, reference, data, model, train, tuple(arms),
-                     str(base_dir or os.getcwd()), normalised)
+                     str(base_dir or os.getcwd()), normalised, robustness=robustness)
+
+
+def _check_robustness(table):
+    """The optional ``[robustness]`` table: evaluations run on every trained model."""
+    if table is None:
+        return None
+    table = copy.deepcopy(_table(table, "robustness"))
+    from noisewise.robust._study import check_config
+
+    try:
+        check_config(table)
+    except ValueError as e:
+        message = str(e)
+        found = re.match(r"^`(robustness(?:\.[\w\[\]]+)*)`", message)
+        _fail(found.group(1) if found else "robustness", message)
+    return table
 
 
 def _override(raw, seeds, epochs):

@@ -255,15 +255,17 @@ class _Program:
         # Pad to the chunk size so every chunk reuses one compiled program.
         states += [states[0]] * (size - len(states))
         perms += [perms[0]] * (size - len(perms))
-        _, raw = train_states(
+        final_states, raw = train_states(
             self.template, states, data.x_train, data.y_train, data.x_test, data.y_test,
             batch_size=self.batch_size, permutations=np.stack(perms), validate=self.validate,
             val_batch_size=self.val_batch_size, trainer=self.trainer,
         )
+        robust = [self._robustness(plan, final_states, i) for i, plan in enumerate(chunk)]
         wall = (time.perf_counter() - t0) / len(chunk)
-        for plan, hist in zip(chunk, raw):
+        for plan, hist, extra in zip(chunk, raw, robust):
             history = _history(hist, self.validate)
             final = fit_runner.summarize_history(history, metrics)
+            final.update(extra)
             error = None
             if not math.isfinite(final.get("loss", math.nan)):
                 error = "training loss is not finite (diverged); metrics kept as recorded"
@@ -272,6 +274,19 @@ class _Program:
                 history=history, final=final, wall_s=wall, backend=keras.backend.backend(),
                 versions=fit_runner.versions(), error=error, started_at=started,
             )
+
+
+    def _robustness(self, plan, states, i):
+        """Robustness metrics of replica ``i``: its trained state loaded into the template."""
+        if not plan.robustness:
+            return {}
+        model = self.template
+        variables = (model.trainable_variables, model.non_trainable_variables,
+                     model.optimizer.variables)
+        for group, values in zip(variables, states):
+            for variable, value in zip(group, values):
+                variable.assign(value[i])
+        return fit_runner.robustness_metrics(plan, model)
 
 
 def run_many(plans, chunk_size=None):
