@@ -20,13 +20,15 @@ $(VENV)/.all: $(VENV)/.base
 	touch $@
 
 .PHONY: study test test-fast
+# The two-circles tutorial as a full study (13 arms x 30 seeds x 4000 epochs);
+# rerunning resumes from the store. The report is written beside the store.
 study: $(VENV)/.base
-	$(PY) examples/circles.py
+	$(VENV)/bin/noisewise run examples/circles.toml
 
 # The whole suite once per backend: Keras fixes its backend at import time.
 # The HTML report is checked in a real headless browser (installed if missing).
 test: $(VENV)/.all
-	@sh tests/study/ensure_chromium.sh
+	@sh tests/ensure_system_packages.sh
 	@set -e; for b in $(BACKENDS); do \
 		echo "== KERAS_BACKEND=$$b"; \
 		OMP_NUM_THREADS=1 KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider -n auto $(PYTEST_ARGS) tests; \

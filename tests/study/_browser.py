@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ENSURE = Path(__file__).with_name("ensure_chromium.sh")
+ENSURE = Path(__file__).resolve().parents[1] / "ensure_system_packages.sh"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--hide-scrollbars", "--mute-audio"]
