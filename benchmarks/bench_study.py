@@ -27,7 +27,9 @@ For each it prints:
 ``--chunks 8,16,32,64`` adds a sweep of the chunk size (replicas per program)
 on the baseline arm, to show that time per replica stays flat.
 
-Run: ``python benchmarks/bench_study.py`` (both studies, about 15 minutes on
+``--workers 2`` also times the study trained in worker processes.
+
+Run: ``python benchmarks/bench_study.py`` (both studies, about 10 minutes on
 2 cores; ``--quick`` for a 2-minute smoke run with fewer seeds and epochs).
 """
 
@@ -119,7 +121,7 @@ def compare_histories(stored, sampled, early=100):
     return first, worst, same_final
 
 
-def bench(name, study, sample, chunk_sizes, step_arms):
+def bench(name, study, sample, chunk_sizes, step_arms, workers=()):
     spec = study.spec
     runs = len(spec.arms) * spec.seeds
     print(f"\n== {name}: {len(spec.arms)} arms x {spec.seeds} seeds x "
@@ -139,6 +141,14 @@ def bench(name, study, sample, chunk_sizes, step_arms):
                       for r in store.history(outcome.study_id)}
     print(f"vectorised study:  {fast:8.1f} s wall ({fast / runs * 1000:.0f} ms per run); "
           f"peak RSS {rss:.0f} MiB", flush=True)
+    for n in workers:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            study.run(os.path.join(tmp, "bench.db"), quiet=True, executor="vmap", workers=n)
+            wall = time.perf_counter() - t0
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"  with {n} workers: {wall:8.1f} s wall (largest worker RSS {children:.0f} MiB)",
+              flush=True)
 
     # Sequential: a sample of runs per arm, one model.fit each, scaled up.
     plans = [p for p in study.plans() if p.replica < sample]
@@ -183,12 +193,14 @@ def main(argv=None):
     parser.add_argument("--grid-levels", type=int, default=1,
                         help="circles: levels of the hidden-noise grid kept (8 = the whole "
                              "example, 13 arms; 1 = six arms)")
-    parser.add_argument("--digits-seeds", type=int, default=16)
-    parser.add_argument("--digits-epochs", type=int, default=20)
+    parser.add_argument("--digits-seeds", type=int, default=8)
+    parser.add_argument("--digits-epochs", type=int, default=10)
     parser.add_argument("--sample", type=int, default=2, help="fit runs timed per arm")
     parser.add_argument("--step-arms", type=int, default=3,
                         help="arms whose per-replica-step cost is measured")
     parser.add_argument("--chunks", default="", help="chunk sizes to sweep, e.g. 8,16,32,64")
+    parser.add_argument("--workers", default="", help="also time the study with N worker "
+                                                      "processes, e.g. 2,4")
     parser.add_argument("--quick", action="store_true", help="8 seeds, 400 circles epochs")
     args = parser.parse_args(argv)
     if args.quick:
@@ -199,13 +211,14 @@ def main(argv=None):
     print(f"noisewise {noisewise.__version__}, keras {keras.__version__}, jax {jax.__version__} "
           f"on {jax.devices()[0].platform}, {os.cpu_count()} CPUs")
     chunks = [int(c) for c in args.chunks.split(",") if c]
+    workers = [int(w) for w in args.workers.split(",") if w]
     which = args.which.split(",")
     if "circles" in which:
         bench("circles", circles_spec(args.seeds, args.epochs, args.grid_levels), args.sample,
-              chunks, args.step_arms)
+              chunks, args.step_arms, workers)
     if "digits" in which:
         study = Study(digits_spec(args.digits_seeds, args.digits_epochs))
-        bench("digits (small CNN)", study, min(args.sample, 1), [], args.step_arms)
+        bench("digits (small CNN)", study, min(args.sample, 1), [], 1)
     return 0
 
 

@@ -3,7 +3,7 @@
 Subcommands::
 
     noisewise run SPEC [--store PATH] [--seeds N] [--epochs N] [--new] [--quiet] [--metric M]
-                  [--executor auto|vmap|fit] [--no-report]
+                  [--executor auto|vmap|fit] [--workers N] [--no-report]
     noisewise show [STUDY] [--store PATH] [--metric M]
     noisewise list [--store PATH]
     noisewise export STUDY --format csv|json|tensorboard|mlflow [-o FILE] [--store PATH] [--history]
@@ -144,7 +144,7 @@ def cmd_run(args):
 
     spec = load_spec(args.spec, seeds=args.seeds, epochs=args.epochs)
     outcome = Study(spec).run(store=args.store, new=args.new, quiet=args.quiet,
-                              executor=args.executor)
+                              executor=args.executor, workers=args.workers)
     err = _console(stderr=True)
     if not args.quiet:
         err.print(f"{outcome.ran} run(s) trained, {outcome.skipped} already stored, "
@@ -299,6 +299,9 @@ def build_parser():
                      help="auto: train the replicas of an arm together in one compiled "
                           "program on JAX when every layer allows it, else one fit per run "
                           "(default); vmap: insist on that; fit: one fit per run")
+    run.add_argument("--workers", type=_positive,
+                     help="processes the vectorised executor trains in, one core each "
+                          "(default 1; for machines with many cores)")
     run.add_argument("--metric", help="metric of the table (default val_<first metric>)")
     run.add_argument("--no-report", action="store_true",
                      help="do not write the HTML report next to the store")

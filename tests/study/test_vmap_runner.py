@@ -79,6 +79,40 @@ def test_chunking_and_padding_do_not_change_results():
                                    whole[key].history["val_loss"], rtol=1e-6, atol=1e-7)
 
 
+@needs_jax
+def test_worker_processes_give_the_same_results_as_one_process():
+    plans = Study(spec(arms=ARMS[:3], seeds=3)).plans()  # baseline, pre, a 2-level grid
+    units = vmap_runner.chunks(plans)
+    assert [len(chunk) for chunk, _ in units] == [3, 9]  # the grid shares pre's program
+    parts = vmap_runner._split(units, 2)
+    assert [u for part in parts for u in part] == units and len(parts) == 2
+    one = by_key(vmap_runner.run_many(plans, workers=1))
+    two = by_key(vmap_runner.run_many(plans, workers=2))  # two spawned processes
+    assert set(one) == set(two) and len(one) == 12
+    for key, result in one.items():
+        assert two[key].history == result.history, key
+        assert two[key].final == result.final, key
+    with pytest.raises(ValueError, match="Received: workers=0"):
+        list(vmap_runner.run_many(plans, workers=0))
+
+
+def test_epoch_orders_are_the_data_order_functions_and_shared_across_arms(monkeypatch):
+    from noisewise.study.data_order import batches, epoch_permutation
+
+    monkeypatch.setattr(vmap_runner, "_PERMUTATIONS", type(vmap_runner._PERMUTATIONS)())
+    perms = vmap_runner.permutations(11, 5, 30)
+    assert perms.shape == (5, 30) and perms.dtype == np.int32 and not perms.flags.writeable
+    x = np.arange(30)
+    fed = np.concatenate([xb for xb, _ in batches(x, x, 11, 5, 8)])  # the fit path's order
+    np.testing.assert_array_equal(fed, perms.reshape(-1))
+    for epoch in range(5):
+        np.testing.assert_array_equal(perms[epoch], epoch_permutation(11, epoch, 30))
+    assert vmap_runner.permutations(11, 5, 30) is perms  # the next arm's replica reuses it
+    monkeypatch.setattr(vmap_runner, "PERMUTATION_CACHE_BYTES", perms.nbytes)
+    other = vmap_runner.permutations(12, 5, 30)  # evicts the older one to stay in budget
+    assert list(vmap_runner._PERMUTATIONS) == [(12, 5, 30)] and other is not perms
+
+
 NO_JIT = """
 import keras
 

@@ -176,7 +176,8 @@ class Study:
                 raise SpecError(f"model: cannot build it for arm {arm.name!r}: "
                                 f"{type(e).__name__}: {e}") from e
 
-    def run(self, store=None, *, new=False, quiet=False, executor="auto", log=None):
+    def run(self, store=None, *, new=False, quiet=False, executor="auto", log=None,
+            workers=None):
         """Train every run the store does not have yet, writing each as it finishes.
 
         Args:
@@ -190,6 +191,8 @@ class Study:
                 ``"vmap"`` (vectorised; an error if it cannot), ``"fit"``, or
                 an object with ``run_one(plan)`` or ``run_many(plans)``.
             log: ``callable(str)`` for that line (default: stderr unless quiet).
+            workers: Processes the vectorised executor trains in (default 1;
+                see :func:`noisewise.study.vmap_runner.run_many`).
 
         Returns:
             A :class:`StudyRun`.
@@ -209,7 +212,7 @@ class Study:
             total = len(self.spec.arms) * self.spec.seeds
             ran = failed = 0
             with _Progress(len(todo), self.spec.train["epochs"], quiet) as progress:
-                for result in self._execute(executor, todo, progress):
+                for result in self._execute(executor, todo, progress, workers):
                     db.write_run(study_id, result)
                     ran += 1
                     failed += result.status != "done"
@@ -248,9 +251,10 @@ class Study:
                                    s.train, s.base_dir, s.robustness) for arm in s.arms]
 
     @staticmethod
-    def _execute(executor, plans, progress):
+    def _execute(executor, plans, progress, workers=None):
         if hasattr(executor, "run_many"):
-            yield from executor.run_many(plans)
+            yield from (executor.run_many(plans) if workers is None
+                        else executor.run_many(plans, workers=workers))
             return
         for plan in plans:
             progress.start_run(plan)

@@ -11,13 +11,15 @@ performs, with no Python between epochs.
 import collections
 import json
 import math
+import os
 import time
 import warnings
 
 import numpy as np
 
+from noisewise._validation import check_int
 from noisewise.study import fit_runner, models
-from noisewise.study.data_order import epoch_permutation
+from noisewise.study.data_order import epoch_orders
 
 
 def _require_jax():
@@ -226,6 +228,28 @@ def _history(raw, validated):
     return history
 
 
+# Epoch orders per (seed, epochs, n): replica i of every arm sees the same
+# batches (paired runs), so each arm after the first reuses them. Kept up to
+# PERMUTATION_CACHE_BYTES.
+_PERMUTATIONS = collections.OrderedDict()
+PERMUTATION_CACHE_BYTES = 256 * 2**20
+
+
+def permutations(seed, epochs, n):
+    """``(epochs, n)`` int32 array of :func:`~noisewise.study.data_order.epoch_orders` (cached)."""
+    key = (seed, epochs, n)
+    found = _PERMUTATIONS.get(key)
+    if found is not None:
+        _PERMUTATIONS.move_to_end(key)
+        return found
+    found = epoch_orders(seed, epochs, n).astype(np.int32)
+    found.setflags(write=False)
+    _PERMUTATIONS[key] = found
+    while sum(a.nbytes for a in _PERMUTATIONS.values()) > PERMUTATION_CACHE_BYTES:
+        _PERMUTATIONS.popitem(last=False)
+    return found
+
+
 class _Program:
     """One compiled training program: a template model and its vmapped trainer."""
 
@@ -250,8 +274,7 @@ class _Program:
         t0 = time.perf_counter()
         states = [_initial_state(plan, self.reset) for plan in chunk]
         n = len(data.x_train)
-        perms = [np.stack([epoch_permutation(p.seed, e, n) for e in range(self.epochs)])
-                 for p in chunk]
+        perms = [permutations(p.seed, self.epochs, n) for p in chunk]
         # Pad to the chunk size so every chunk reuses one compiled program.
         states += [states[0]] * (size - len(states))
         perms += [perms[0]] * (size - len(perms))
@@ -275,7 +298,6 @@ class _Program:
                 versions=fit_runner.versions(), error=error, started_at=started,
             )
 
-
     def _robustness(self, plan, states, i):
         """Robustness metrics of replica ``i``: its trained state loaded into the template."""
         if not plan.robustness:
@@ -289,7 +311,130 @@ class _Program:
         return fit_runner.robustness_metrics(plan, model)
 
 
-def run_many(plans, chunk_size=None):
+def chunks(plans, chunk_size=None):
+    """The units of work: ``(plans, padded_size)`` per chunk, grouped by structure.
+
+    Plans whose models differ only in noise levels (a grid) share a structure
+    and so a program; each structure's plans are cut into chunks of
+    ``chunk_size`` replicas (default :data:`DEFAULT_CHUNK`), the last one
+    padded to the same size so it reuses the compiled program.
+    """
+    size = chunk_size or DEFAULT_CHUNK
+    groups = collections.OrderedDict()
+    for plan in plans:
+        groups.setdefault(structure_key(plan), []).append(plan)
+    units = []
+    for group in groups.values():
+        size_here = min(size, len(group))
+        units.extend((group[start:start + size_here], size_here)
+                     for start in range(0, len(group), size_here))
+    return units
+
+
+def _run_units(units):
+    program, key = None, None
+    for chunk, size in units:
+        try:
+            if structure_key(chunk[0]) != key:  # units come grouped by structure
+                program, key = None, structure_key(chunk[0])
+                program = _Program(chunk[0])
+            results = list(program.run(chunk, size))
+        except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
+            warnings.warn(f"vectorised training failed ({type(e).__name__}: {e}); "
+                          f"running these {len(chunk)} runs one fit each", stacklevel=2)
+            results = (fit_runner.run_one(plan) for plan in chunk)
+        yield from results
+
+
+# -- worker processes -----------------------------------------------------------
+#
+# XLA on a CPU runs these small programs on about one core, and two programs in
+# one process do not overlap (threads, several CPU devices and pmap were
+# tried), so `workers=n` runs the chunks in n worker processes, each held to
+# one core. Starting one costs seconds (importing JAX and Keras, compiling).
+# On the 2-core machine this was measured on, two workers were no faster than
+# one process (34.1 s against 33.6 s for 180 circles runs: its two cores share
+# their floating-point units), so the default stays one process.
+
+def _split(units, n):
+    """``n`` contiguous slices of ``units`` with about equal numbers of runs, so a
+    worker compiles few structures."""
+    total = sum(len(chunk) for chunk, _ in units)
+    parts, done = [[] for _ in range(n)], 0
+    for unit in units:  # by the position of the unit's middle run
+        parts[min(n - 1, int((done + len(unit[0]) / 2) * n / total))].append(unit)
+        done += len(unit[0])
+    return [part for part in parts if part]
+
+
+def _feed_and_read(process, name, payload, inbox):
+    """Send a worker its units, then forward its frames into ``inbox``; a closed
+    stream ends with the worker's exit code."""
+    import pickle
+
+    try:
+        process.stdin.write(payload)
+        process.stdin.close()
+        while True:
+            inbox.put(pickle.load(process.stdout))
+    except (EOFError, OSError, pickle.UnpicklingError):
+        process.wait()
+        inbox.put(("exit", (name, process.returncode)))
+
+
+def _run_parallel(units, n):
+    import pickle
+    import queue
+    import subprocess
+    import sys
+    import threading
+
+    import noisewise
+
+    env = dict(os.environ)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(noisewise.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    # One core each: n workers share the machine instead of each spreading
+    # its matrix products over every core.
+    env["XLA_FLAGS"] = " ".join(f for f in (env.get("XLA_FLAGS"),
+                                            "--xla_cpu_multi_thread_eigen=false") if f)
+    inbox = queue.Queue()
+    workers = []
+    try:
+        for i, part in enumerate(_split(units, n)):
+            process = subprocess.Popen(
+                [sys.executable, "-m", "noisewise.study._worker", str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+            workers.append(process)
+            payload = pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
+            threading.Thread(target=_feed_and_read, daemon=True,
+                             args=(process, f"worker {i}", payload, inbox)).start()
+        pending = len(workers)
+        while pending:
+            kind, value = inbox.get()
+            if kind == "run":
+                yield value
+            elif kind == "done":
+                pending -= 1
+            elif kind == "error":
+                raise RuntimeError(f"a training worker failed: {value}")
+            elif kind == "exit":
+                name, code = value
+                if code != 0:
+                    raise RuntimeError(f"training {name} died with exit code {code}; "
+                                       f"rerun the study to resume")
+    finally:
+        for process in workers:
+            if process.poll() is None:
+                process.terminate()
+        for process in workers:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def run_many(plans, chunk_size=None, workers=None):
     """Train ``plans`` with one compiled program per structure, chunk by chunk.
 
     Plans whose models differ only in noise levels (a grid) share a program.
@@ -297,22 +442,25 @@ def run_many(plans, chunk_size=None):
     :data:`DEFAULT_CHUNK`), so memory stays bounded and time grows linearly
     with the number of runs. A chunk whose program fails falls back to the
     per-run ``fit`` path, so a study never stops for the fast path's sake.
+
+    Args:
+        plans: Run plans.
+        chunk_size: Replicas per program.
+        workers: Processes to train in (default 1: this one). More start
+            fresh interpreters that train contiguous slices of the chunks, one
+            core each, for machines with many cores; results are yielded as
+            they finish, from whichever worker.
     """
     _require_jax()
-    size = chunk_size or DEFAULT_CHUNK
-    groups = collections.OrderedDict()
-    for plan in plans:
-        groups.setdefault(structure_key(plan), []).append(plan)
-    for group in groups.values():
-        size_here = min(size, len(group))
-        program = None
-        for start in range(0, len(group), size_here):
-            chunk = group[start:start + size_here]
-            try:
-                program = program or _Program(group[0])
-                results = list(program.run(chunk, size_here))
-            except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
-                warnings.warn(f"vectorised training failed ({type(e).__name__}: {e}); "
-                              f"running these {len(chunk)} runs one fit each", stacklevel=2)
-                results = (fit_runner.run_one(plan) for plan in chunk)
-            yield from results
+    units = chunks(plans, chunk_size)
+    if not units:
+        return
+    workers = min(check_int("workers", 1 if workers is None else workers, low=1), len(units))
+    if workers > 1 and chunk_size is None:
+        # Measured on 2 cores: two workers with 16 replicas each beat two with
+        # 32 (which contend for the shared cache) and one with 32.
+        units = chunks(plans, max(8, DEFAULT_CHUNK // workers))
+    if workers == 1:
+        yield from _run_units(units)
+    else:
+        yield from _run_parallel(units, workers)
