@@ -183,3 +183,19 @@ def test_trained_study_exports_equal_the_store(tmp_path):
             assert sorted((m.step, m.value) for m in history) == [
                 (int(e) - 1, v) for e, v in zip(curve["epochs"][metric], values)]
             assert all(math.isfinite(v) for v in values)
+
+
+def test_mlflow_arm_params_name_augmentation_and_apply_grid_points():
+    from noisewise.study.exports import _arm_params
+
+    spec = {"arms": [{"name": "aug", "augment": [
+        {"type": "rotate", "factor": 10, "unit": "degrees"},
+        {"type": "gaussian_noise", "noise_std": 0.1}],
+        "noise": [{"type": "gaussian", "where": "input", "stddev": 0.2}]}]}
+    arm = {"arm": "aug[noise_std=0.3]", "arm_parent": "aug",
+           "arm_params": {"augment[1].noise_std": 0.3}}
+    params = _arm_params(spec, arm)
+    assert params["augment[0].type"] == "rotate" and params["augment[0].factor"] == 10
+    assert params["augment[1].noise_std"] == 0.3  # the grid point, not the spec's 0.1
+    assert params["noise[0].stddev"] == 0.2 and params["noise"] == "1"
+    assert params["grid.augment[1].noise_std"] == 0.3

@@ -54,7 +54,7 @@ from noisewise.study import stats
 from noisewise.study.store import Store, StoreError
 
 FORMATS = ("tensorboard", "mlflow")
-_GRID_KEY = re.compile(r"^noise\[(\d+)\]\.(\w+)$")
+_GRID_KEY = re.compile(r"^(noise|augment)\[(\d+)\]\.(\w+)$")
 
 
 def _need(module, extra):
@@ -200,20 +200,24 @@ class _EventFile:
 
 # -- MLflow -------------------------------------------------------------------
 def _arm_params(spec, arm):
-    """Flat ``{name: value}`` params of an arm: its noise entries, grid point applied."""
+    """Flat ``{name: value}`` params of an arm: its noise entries and augmentation
+    transforms, grid point applied."""
     by_name = {a.get("name"): a for a in spec.get("arms", [])}
     entry = by_name.get(arm["arm_parent"] or arm["arm"], {})
-    noise = copy.deepcopy(entry.get("noise") or [])
+    lists = {"noise": copy.deepcopy(entry.get("noise") or []),
+             "augment": copy.deepcopy(entry.get("augment") or [])}
     for key, value in (arm["arm_params"] or {}).items():
         match = _GRID_KEY.match(key)
-        if match and int(match.group(1)) < len(noise):
-            noise[int(match.group(1))][match.group(2)] = value
+        if match and int(match.group(2)) < len(lists[match.group(1)]):
+            lists[match.group(1)][int(match.group(2))][match.group(3)] = value
+    noise = lists["noise"]
     params = {"arm": arm["arm"], "noise": "none" if not noise else str(len(noise))}
     if arm["arm_parent"]:
         params["grid"] = arm["arm_parent"]
         params.update({f"grid.{k}": v for k, v in arm["arm_params"].items()})
-    for i, item in enumerate(noise):
-        params.update({f"noise[{i}].{k}": v for k, v in item.items()})
+    for kind, items in lists.items():
+        for i, item in enumerate(items):
+            params.update({f"{kind}[{i}].{k}": v for k, v in item.items()})
     return params
 
 
@@ -299,6 +303,7 @@ def export_mlflow(store_path, study=None, tracking_uri=None, experiment=None, *,
             parents[arm] = pid
             study_params = {**_flat("data", spec.get("data")), **_flat("model", spec.get("model")),
                             **_flat("train", spec.get("train")),
+                            **_flat("robustness", spec.get("robustness")),
                             "study.seed": info["study_seed"], "study.reference": info["reference"]}
             _log(client, pid, Param, {**params, **study_params})
             s = summary.get(arm)
