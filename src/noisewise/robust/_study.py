@@ -58,8 +58,6 @@ def _check_keys(where, entry, allowed):
 def _noise(model, x, y, entries, clip, from_logits, seed, details):
     out = {}
     for i, entry in enumerate(_as_list(entries)):
-        if not isinstance(entry, dict) or "type" not in entry or "levels" not in entry:
-            raise ValueError(f"`noise[{i}]` needs `type` and `levels`. Received: noise[{i}]={entry!r}")
         kwargs = {k: v for k, v in entry.items() if k not in ("type", "levels", "draws")}
         kwargs.setdefault("clip", clip)
         result = tables.noise_sweep(
@@ -74,10 +72,7 @@ def _noise(model, x, y, entries, clip, from_logits, seed, details):
 def _attacks(model, x, y, entries, clip, from_logits, seed, spec):
     out = {}
     for i, entry in enumerate(_as_list(entries)):
-        _check_keys(f"attacks[{i}]", entry, _ATTACK_KEYS)
-        kind = entry.get("type")
-        if kind not in ("fgsm", "pgd"):
-            raise ValueError(f"`attacks[{i}].type` must be 'fgsm' or 'pgd'. Received: type={kind!r}")
+        kind = entry["type"]
         kwargs = {k: v for k, v in entry.items() if k not in ("type", "eps")}
         norm = attacks.check_norm(kwargs.get("norm", "linf"))
         for eps in _as_list(entry.get("eps", 0.1)):
@@ -92,12 +87,8 @@ def _attacks(model, x, y, entries, clip, from_logits, seed, spec):
 
 
 def _smoothing(model, x, y, entry, from_logits, seed, details):
-    _check_keys("smoothing", entry, _SMOOTHING_KEYS)
-    if "sigma" not in entry:
-        raise ValueError(f"`smoothing.sigma` is required. Received: smoothing={entry!r}")
     m = entry.get("max_examples")
-    xs, ys = (x, y) if m is None else (x[: check_int("smoothing.max_examples", m, low=1)],
-                                       y[:m])
+    xs, ys = (x, y) if m is None else (x[:m], y[:m])
     smooth = smoothing.SmoothedClassifier(model, entry["sigma"], from_logits=from_logits,
                                           batch_size=entry.get("batch_size", 1000))
     cert = smooth.certify(xs, entry.get("n0", 100), entry.get("n", 1000), entry.get("alpha", 0.001),
@@ -110,7 +101,6 @@ def _smoothing(model, x, y, entry, from_logits, seed, details):
 
 
 def _corruptions(model, x, y, entry, from_logits, seed, details):
-    _check_keys("corruptions", entry, _CORRUPTION_KEYS)
     result = tables.corruption_table(
         model, x, y, entry.get("names"), entry.get("severities", (1, 2, 3, 4, 5)),
         seed=derive_seed(seed, "robust", "corruptions"), value_range=entry.get("value_range", (0.0, 1.0)),
@@ -122,68 +112,71 @@ def _corruptions(model, x, y, entry, from_logits, seed, details):
     return out
 
 
-def check_config(config):
-    """Validate a config before any training; returns it. Errors name the key path.
+def check_config(config, where="robustness"):
+    """Validate a config before anything is evaluated (or trained); returns it.
 
     Checks what can be checked without a model: known keys, and the values a
     run would otherwise refuse only after training (attack budgets, smoothing
-    sample counts and level, severities, noise levels).
+    sample counts and level, severities, noise levels). Errors name the key
+    path under ``where`` (``robustness.smoothing.alpha``).
     """
-    _check_keys("robustness", config, SECTIONS)
-    check_range("robustness.clip", config.get("clip"))
+    _check_keys(where, config, SECTIONS)
+    check_range(f"{where}.clip", config.get("clip"))
     if config.get("max_examples") is not None:
-        check_int("robustness.max_examples", config["max_examples"], low=1)
+        check_int(f"{where}.max_examples", config["max_examples"], low=1)
     for i, entry in enumerate(_as_list(config.get("noise") or [])):
-        where = f"robustness.noise[{i}]"
+        path = f"{where}.noise[{i}]"
         if not isinstance(entry, dict) or "type" not in entry or "levels" not in entry:
-            raise ValueError(f"`{where}` needs `type` and `levels`. Received: {entry!r}")
+            raise ValueError(f"`{path}` needs `type` and `levels`. Received: {entry!r}")
         from noisewise.layers import NOISE_LAYERS
 
-        check_choice(f"{where}.type", entry["type"], tuple(NOISE_LAYERS))
+        check_choice(f"{path}.type", entry["type"], tuple(NOISE_LAYERS))
         for level in _as_list(entry["levels"]):
-            check_number(f"{where}.levels", level, low=0.0)
-        check_int(f"{where}.draws", entry.get("draws", 5), low=1)
+            check_number(f"{path}.levels", level, low=0.0)
+        check_int(f"{path}.draws", entry.get("draws", 5), low=1)
     for i, entry in enumerate(_as_list(config.get("attacks") or [])):
-        where = f"robustness.attacks[{i}]"
-        _check_keys(where, entry, _ATTACK_KEYS)
-        check_choice(f"{where}.type", entry.get("type"), ("fgsm", "pgd"))
+        path = f"{where}.attacks[{i}]"
+        _check_keys(path, entry, _ATTACK_KEYS)
+        check_choice(f"{path}.type", entry.get("type"), ("fgsm", "pgd"))
         attacks.check_norm(entry.get("norm", "linf"))
         for eps in _as_list(entry.get("eps", 0.1)):
-            check_number(f"{where}.eps", eps, low=0.0)
+            check_number(f"{path}.eps", eps, low=0.0)
         if "steps" in entry:
-            check_int(f"{where}.steps", entry["steps"], low=1)
+            check_int(f"{path}.steps", entry["steps"], low=1)
     if config.get("smoothing"):
         entry = config["smoothing"]
-        _check_keys("robustness.smoothing", entry, _SMOOTHING_KEYS)
+        _check_keys(f"{where}.smoothing", entry, _SMOOTHING_KEYS)
         if "sigma" not in entry:
-            raise ValueError(f"`robustness.smoothing.sigma` is required. Received: {entry!r}")
-        check_number("robustness.smoothing.sigma", entry["sigma"], low=0.0, low_open=True)
-        n0 = check_int("robustness.smoothing.n0", entry.get("n0", 100), low=1)
-        n = check_int("robustness.smoothing.n", entry.get("n", 1000), low=1)
+            raise ValueError(f"`{where}.smoothing.sigma` is required. Received: {entry!r}")
+        check_number(f"{where}.smoothing.sigma", entry["sigma"], low=0.0, low_open=True)
+        n0 = check_int(f"{where}.smoothing.n0", entry.get("n0", 100), low=1)
+        n = check_int(f"{where}.smoothing.n", entry.get("n", 1000), low=1)
         if n0 > n:
-            raise ValueError(f"`robustness.smoothing.n0` must be <= `n` ({n}). Received: n0={n0}")
-        check_number("robustness.smoothing.alpha", entry.get("alpha", 0.001), low=0.0, high=1.0,
+            raise ValueError(f"`{where}.smoothing.n0` must be <= `n` ({n}). Received: n0={n0}")
+        check_number(f"{where}.smoothing.alpha", entry.get("alpha", 0.001), low=0.0, high=1.0,
                      low_open=True, high_open=True)
         for r in _as_list(entry.get("radii", [])):
-            check_number("robustness.smoothing.radii", r, low=0.0)
+            check_number(f"{where}.smoothing.radii", r, low=0.0)
+        if entry.get("max_examples") is not None:
+            check_int(f"{where}.smoothing.max_examples", entry["max_examples"], low=1)
     if config.get("corruptions"):
         entry = config["corruptions"]
-        _check_keys("robustness.corruptions", entry, _CORRUPTION_KEYS)
+        _check_keys(f"{where}.corruptions", entry, _CORRUPTION_KEYS)
         for s in _as_list(entry.get("severities", [1])):
-            check_int("robustness.corruptions.severities", s, low=1)
-            check_number("robustness.corruptions.severities", s, high=5)
+            check_int(f"{where}.corruptions.severities", s, low=1)
+            check_number(f"{where}.corruptions.severities", s, high=5)
     return config
 
 
 def evaluate(model, x_test, y_test, config, seed):
     """Return ``(metrics, details)``: the flat metrics and the result objects behind them."""
-    _check_keys("config", config, SECTIONS)
+    check_config(config, "config")
     seed = check_int("seed", seed, low=0)
     clip = check_range("clip", config.get("clip"))
     from_logits = config.get("from_logits")
     x = np.asarray(x_test, dtype="float32")
     if config.get("max_examples") is not None:
-        m = check_int("max_examples", config["max_examples"], low=1)
+        m = config["max_examples"]
         x, y_test = x[:m], np.asarray(y_test)[:m]
     spec = _model.inspect_output(model, from_logits, probe=x[:2])
     y = _model.labels(y_test, spec, "y_test")

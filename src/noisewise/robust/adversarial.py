@@ -186,8 +186,9 @@ class AdversarialModel(keras.Model):
         }
 
 
-_STUDY_KEYS = ("attack", "eps", "norm", "steps", "step_size", "random_start", "ratio",
-               "noise_stddev", "clip", "from_logits")
+# The arguments a study arm's ``{type = "adversarial", ...}`` entry may set.
+STUDY_KEYS = ("attack", "eps", "norm", "steps", "step_size", "random_start", "ratio",
+              "noise_stddev", "clip", "from_logits")
 
 
 def adversarial_model(model, config, seed=None):
@@ -203,10 +204,10 @@ def adversarial_model(model, config, seed=None):
         An :class:`AdversarialModel`; compile and fit it as the model itself.
         The original ``model`` holds the trained weights afterwards.
     """
-    unknown = sorted(set(config) - set(_STUDY_KEYS))
+    unknown = sorted(set(config) - set(STUDY_KEYS))
     if unknown:
         raise ValueError(
-            f"Unknown adversarial training key {unknown[0]!r}; allowed: {', '.join(_STUDY_KEYS)}. "
+            f"Unknown adversarial training key {unknown[0]!r}; allowed: {', '.join(STUDY_KEYS)}. "
             f"Received: {unknown[0]}={config[unknown[0]]!r}"
         )
     return AdversarialModel(model, seed=seed, **config)

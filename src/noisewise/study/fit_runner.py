@@ -208,7 +208,9 @@ def prepare_model(plan):
     return model
 
 
-def _state(model):
+def state_variables(model):
+    """The variables that make up a compiled model's training state: weights,
+    non-trainable variables (noise seeds and levels) and optimizer slots."""
     return [*model.trainable_variables, *model.non_trainable_variables,
             *model.optimizer.variables]
 
@@ -230,11 +232,18 @@ def clear_cache():
     keras.backend.clear_session()
 
 
-def _cache_key(plan):
-    # Everything that shapes the compiled program; seeds and weights are state.
+def program_key(plan, noise=None):
+    """Everything that shapes a run's compiled program, as a string; seeds and
+    weights are state. ``noise`` replaces the arm's noise entries (a vectorised
+    executor leaves out the levels it holds as state)."""
     where = str(plan.base_dir) if "builder" in plan.model else None  # user code may differ
-    return json.dumps([plan.model, plan.train, plan.arm.noise, plan.data.input_shape,
-                       plan.data.num_classes, where], sort_keys=True)
+    noise = plan.arm.noise if noise is None else noise
+    return json.dumps([plan.model, plan.train, noise, plan.data.input_shape,
+                       plan.data.num_classes, where], sort_keys=True, default=str)
+
+
+def _cache_key(plan):
+    return program_key(plan)
 
 
 def _model_for(plan):
@@ -242,7 +251,7 @@ def _model_for(plan):
     key = _cache_key(plan)
     cached = _COMPILED.get(key)
     if cached is not None:
-        old, new = _state(cached), _state(fresh)
+        old, new = state_variables(cached), state_variables(fresh)
         if len(old) == len(new) and all(a.shape == b.shape for a, b in zip(old, new)):
             for target, source in zip(old, new):
                 target.assign(source.value)

@@ -69,8 +69,6 @@ DROPOUT_LAYERS = {
 NOISE_TYPES = (*NOISE_LAYERS, *DROPOUT_LAYERS, "weight", "gradient", "adversarial")
 # Entries that act on the whole model or the optimizer, not at one place in it.
 UNPLACED = ("weight", "gradient", "adversarial")
-ADVERSARIAL_KEYS = ("attack", "eps", "norm", "steps", "step_size", "random_start", "ratio",
-                    "noise_stddev", "clip", "from_logits")
 
 
 def _init_args(cls):
@@ -97,7 +95,9 @@ def noise_arguments(kind):
     if kind == "gradient":
         return ("eta",), ["eta", "gamma"]
     if kind == "adversarial":
-        return (), list(ADVERSARIAL_KEYS)
+        from noisewise.robust.adversarial import STUDY_KEYS
+
+        return (), list(STUDY_KEYS)
     raise ValueError(f"unknown noise type {kind!r}")
 
 

@@ -9,7 +9,6 @@ performs, with no Python between epochs.
 """
 
 import collections
-import json
 import math
 import os
 import time
@@ -30,16 +29,6 @@ def _require_jax():
             "The vectorised executor needs the JAX backend; "
             f"the active Keras backend is {keras.backend.backend()!r}."
         )
-
-
-def model_state(model):
-    """A model's (trainable, non-trainable, optimizer, metrics) variable values."""
-    return (
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables],
-        [v.value for v in model.optimizer.variables],
-        [v.value for v in model.metrics_variables],
-    )
 
 
 def prepare(model, x, y):
@@ -172,9 +161,7 @@ def structure_key(plan):
         if entry["type"] in NOISE_LAYERS:
             entry.pop(NOISE_LAYERS[entry["type"]].level_name, None)
         noise.append(entry)
-    where = str(plan.base_dir) if "builder" in plan.model else None
-    return json.dumps([plan.model, plan.train, noise, plan.data.input_shape,
-                       plan.data.num_classes, where], sort_keys=True, default=str)
+    return fit_runner.program_key(plan, noise)
 
 
 def unsupported_reason(plans=()):
@@ -302,13 +289,10 @@ class _Program:
         """Robustness metrics of replica ``i``: its trained state loaded into the template."""
         if not plan.robustness:
             return {}
-        model = self.template
-        variables = (model.trainable_variables, model.non_trainable_variables,
-                     model.optimizer.variables)
-        for group, values in zip(variables, states):
-            for variable, value in zip(group, values):
-                variable.assign(value[i])
-        return fit_runner.robustness_metrics(plan, model)
+        values = [value for group in states for value in group]  # (trainable, non-, optimizer)
+        for variable, value in zip(fit_runner.state_variables(self.template), values):
+            variable.assign(value[i])
+        return fit_runner.robustness_metrics(plan, self.template)
 
 
 def chunks(plans, chunk_size=None):
