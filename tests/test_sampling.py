@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from noisewise import _sampling
 from noisewise._sampling import hashed_normal, normal, resolve_sampler
 
 N = 2**20
@@ -99,3 +100,16 @@ def test_normal_dispatches_to_both_samplers():
     gen = keras.random.SeedGenerator(2)
     assert to_numpy(normal((4, 4), gen, sampler="keras")).shape == (4, 4)
     assert to_numpy(normal((4, 4), gen, sampler="fast")).shape == (4, 4)
+
+
+def test_erfinv_matches_the_exact_function_on_the_whole_grid():
+    # Every value the sampler can produce: v = (2m + 1) / 2**24 - 1 for 24-bit m
+    # (a strided subset plus both ends, where the tail polynomial works).
+    from scipy.special import erfinv
+
+    m = np.concatenate([np.arange(0, 2**24, 97), np.arange(2**24 - 64, 2**24), np.arange(64)])
+    v = ((2 * m + 1) / 2**24 - 1).astype(np.float32)
+    got = keras.ops.convert_to_numpy(_sampling._erfinv(keras.ops.convert_to_tensor(v)))
+    exact = erfinv(v.astype(np.float64))
+    assert np.max(np.abs(got - exact) / np.abs(exact)) < 3e-7
+    assert np.all(np.isfinite(got)) and np.abs(got).max() < 3.87  # sqrt(2) * 3.87 = 5.47

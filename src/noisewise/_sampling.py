@@ -16,7 +16,12 @@ a counter instead:
 * normal: the top 24 bits give ``v = (2m + 1) / 2**24 - 1`` on a symmetric grid
   in (-1, 1), and ``z = sqrt(2) * erfinv(v)`` (inverse-CDF, as JAX's own
   sampler does). The grid truncates the tails at |z| = 5.46 (mass 5e-8 beyond),
-  about where float32 uniforms truncate JAX's sampler.
+  about where float32 uniforms truncate JAX's sampler. ``erfinv`` is M. Giles'
+  single-precision approximation ("Approximating the erfinv function", GPU
+  Computing Gems Jade Edition, 2011: two polynomials of degree 8 in
+  ``w = -log((1 - v)(1 + v))``): relative error under 3e-7 on the grid, and
+  built from ``log``, ``sqrt`` and multiply-adds, which XLA vectorises on a
+  CPU (its own ``erfinv`` goes through ``log1p``, measured 1.6x slower).
 
 Everything is 32-bit integer arithmetic in ``keras.ops`` (multiplication wraps
 modulo 2**32 on every backend), so XLA fuses it into one loop on JAX. On
@@ -49,6 +54,24 @@ def _hash(x):
     x = ops.bitwise_xor(x, _shr(x, 15))
     x = ops.multiply(x, _M2)
     return ops.bitwise_xor(x, _shr(x, 16))
+
+
+# Giles (2011), single precision: erfinv(v) = v * p(w), w = -log((1 - v)(1 + v)),
+# p a polynomial in w - 2.5 for w < 5 and in sqrt(w) - 3 beyond (highest power first).
+_CENTRAL = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
+            -0.00125372503, -0.00417768164, 0.246640727, 1.50140941)
+_TAIL = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+         -0.0076224613, 0.00943887047, 1.00167406, 2.83297682)
+
+
+def _erfinv(v):
+    """Inverse error function of float32 ``v`` in (-1, 1)."""
+    w = ops.negative(ops.log((1.0 - v) * (1.0 + v)))
+    central, tail = w - 2.5, ops.sqrt(w) - 3.0
+    p, q = _CENTRAL[0], _TAIL[0]
+    for a, b in zip(_CENTRAL[1:], _TAIL[1:]):
+        p, q = p * central + a, q * tail + b
+    return ops.where(w < 5.0, p, q) * v
 
 
 def _keys(seed_generator):
@@ -91,8 +114,29 @@ def hashed_normal(shape, seed_generator, dtype="float32"):
     bits = _hash(ops.add(_hash(ops.bitwise_xor(counter, k0)), k1))
     m = _shr(bits, 8)  # 24 bits
     v = ops.cast(2 * m + (1 - 2**24), "float32") * (2.0**-24)
-    z = ops.erfinv(v) * 1.4142135623730951
-    return ops.cast(ops.reshape(z, shape), dtype)
+    z = ops.cast(_erfinv(v) * 1.4142135623730951, dtype)
+    return ops.reshape(_materialized(z, k0), shape)
+
+
+def _materialized(z, key):
+    """``z`` (flat), computed once.
+
+    XLA fuses cheap element-wise producers into every consumer, so on JAX the
+    whole sampler would run again inside each use of the noise (the noisy
+    forward pass and each backward use of it): measured 2.7x the cost of one
+    draw for a noisy hidden layer. Writing ``z`` into a buffer at an offset
+    that XLA cannot fold to a constant (always 0) makes it a real buffer.
+    Other backends evaluate eagerly and need nothing.
+    """
+    if keras.backend.backend() != "jax":
+        return z
+    import jax
+    import jax.numpy as jnp
+
+    n = z.shape[0]
+    start = jnp.minimum(jnp.bitwise_and(key, 1), 0)
+    buffer = jnp.zeros((n + 1,), z.dtype)
+    return jax.lax.dynamic_update_slice(buffer, z, (start,))[:n]
 
 
 def resolve_sampler(sampler):
