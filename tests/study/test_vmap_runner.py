@@ -80,6 +80,29 @@ def test_chunking_and_padding_do_not_change_results():
 
 
 @needs_jax
+def test_chunks_overlap_but_results_come_in_order_and_a_failed_launch_falls_back(monkeypatch):
+    # Chunk k + 1 is launched before chunk k's results are read; a chunk whose
+    # launch fails is trained one fit per run, in its place in the order.
+    plans = Study(spec(arms=ARMS[:3], seeds=2)).plans()
+    units = vmap_runner.chunks(plans, chunk_size=2)
+    launch = vmap_runner._Program.launch
+
+    def failing(self, chunk, size):
+        if chunk[0].arm.name == "pre":
+            raise RuntimeError("launch refused")
+        return launch(self, chunk, size)
+
+    monkeypatch.setattr(vmap_runner._Program, "launch", failing)
+    with pytest.warns(UserWarning, match="launch refused"):
+        results = list(vmap_runner.run_many(plans, chunk_size=2))
+    assert [r.key for r in results] == [p.key for chunk, _ in units for p in chunk]
+    assert all(r.status == "done" for r in results) and len(results) == 8
+    expected = fit_runner.run_one(next(p for p in plans if p.arm.name == "pre"))
+    got = by_key(results)[expected.key]
+    assert got.history == expected.history  # the fit path's own result, bit for bit
+
+
+@needs_jax
 def test_worker_processes_give_the_same_results_as_one_process():
     plans = Study(spec(arms=ARMS[:3], seeds=3)).plans()  # baseline, pre, a 2-level grid
     units = vmap_runner.chunks(plans)

@@ -126,20 +126,29 @@ def train_states(template, states, x, y, x_val, y_val, *, batch_size, permutatio
     ``{metric: np.ndarray(epochs)}`` per replica (NaN on epochs not validated).
     """
     _require_jax()
-    import jax
+    train = trainer or make_trainer(template, len(x), len(x_val), batch_size, val_batch_size)
+    final, logs = _dispatch(train, states, permutations, validate, (x, y, x_val, y_val))
+    return final, _replica_logs(logs, len(states))
+
+
+def _dispatch(train, states, permutations, validate, arrays):
+    """Start training: JAX returns at once and computes in the background, so
+    the caller can prepare the next chunk meanwhile."""
     import jax.numpy as jnp
 
-    permutations = np.asarray(permutations, dtype=np.int32)
-    validate = np.asarray(validate, dtype=bool)
-    train = trainer or make_trainer(template, len(x), len(x_val), batch_size, val_batch_size)
-    arrays = [jnp.asarray(a) for a in (x, y, x_val, y_val)]
-    final, logs = train(stack_states(states), jnp.asarray(permutations), jnp.asarray(validate),
-                        *arrays)
+    permutations = jnp.asarray(np.asarray(permutations, dtype=np.int32))
+    validate = jnp.asarray(np.asarray(validate, dtype=bool))
+    return train(stack_states(states), permutations, validate,
+                 *[jnp.asarray(a) for a in arrays])
+
+
+def _replica_logs(logs, replicas):
+    """Wait for the logs of a dispatched chunk; one ``{metric: array}`` per replica."""
+    import jax
+
     logs = jax.device_get(logs)
-    replicas = len(states)
-    histories = [{k: np.asarray(v[i], dtype=np.float64) for k, v in logs.items()}
-                 for i in range(replicas)]
-    return final, histories
+    return [{k: np.asarray(v[i], dtype=np.float64) for k, v in logs.items()}
+            for i in range(replicas)]
 
 
 # -- the executor interface: run_many(plans) -> iterator of RunResult ----------
@@ -254,24 +263,34 @@ class _Program:
                                     self.batch_size, self.val_batch_size)
 
     def run(self, chunk, size):
-        import keras
+        """Train ``chunk`` (padded to ``size`` replicas); yield one RunResult per plan."""
+        return self.finish(self.launch(chunk, size))
 
-        data, metrics = chunk[0].data, chunk[0].train["metrics"]
-        started = time.time()
-        t0 = time.perf_counter()
+    def launch(self, chunk, size):
+        """Build the chunk's initial states and start training it (compiling on
+        first use); returns at once, with the work under way."""
+        started, t0 = time.time(), time.perf_counter()
+        data = chunk[0].data
         states = [_initial_state(plan, self.reset) for plan in chunk]
         n = len(data.x_train)
         perms = [permutations(p.seed, self.epochs, n) for p in chunk]
         # Pad to the chunk size so every chunk reuses one compiled program.
         states += [states[0]] * (size - len(states))
         perms += [perms[0]] * (size - len(perms))
-        final_states, raw = train_states(
-            self.template, states, data.x_train, data.y_train, data.x_test, data.y_test,
-            batch_size=self.batch_size, permutations=np.stack(perms), validate=self.validate,
-            val_batch_size=self.val_batch_size, trainer=self.trainer,
-        )
+        final_states, logs = _dispatch(
+            self.trainer, states, np.stack(perms), self.validate,
+            (data.x_train, data.y_train, data.x_test, data.y_test))
+        return chunk, final_states, logs, started, t0
+
+    def finish(self, launched):
+        """Wait for a launched chunk and yield its RunResults."""
+        import keras
+
+        chunk, final_states, logs, started, t0 = launched
+        raw = _replica_logs(logs, len(chunk))
         robust = [self._robustness(plan, final_states, i) for i, plan in enumerate(chunk)]
         wall = (time.perf_counter() - t0) / len(chunk)
+        metrics = chunk[0].train["metrics"]
         for plan, hist, extra in zip(chunk, raw, robust):
             history = _history(hist, self.validate)
             final = fit_runner.summarize_history(history, metrics)
@@ -316,18 +335,35 @@ def chunks(plans, chunk_size=None):
 
 
 def _run_units(units):
-    program, key = None, None
+    """Train ``units`` in order, one ahead: while a chunk trains (JAX computes
+    asynchronously), the next one's initial states are built and its program
+    compiled, and the finished one's results are stored."""
+    program, key, pending = None, None, None
     for chunk, size in units:
         try:
             if structure_key(chunk[0]) != key:  # units come grouped by structure
                 program, key = None, structure_key(chunk[0])
                 program = _Program(chunk[0])
-            results = list(program.run(chunk, size))
+            launched = (chunk, program, program.launch(chunk, size))
         except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
-            warnings.warn(f"vectorised training failed ({type(e).__name__}: {e}); "
-                          f"running these {len(chunk)} runs one fit each", stacklevel=2)
-            results = (fit_runner.run_one(plan) for plan in chunk)
-        yield from results
+            launched = (chunk, None, e)
+        if pending is not None:
+            yield from _finish(*pending)
+        pending = launched
+    if pending is not None:
+        yield from _finish(*pending)
+
+
+def _finish(chunk, program, launched):
+    try:
+        if program is None:
+            raise launched
+        results = list(program.finish(launched))
+    except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
+        warnings.warn(f"vectorised training failed ({type(e).__name__}: {e}); "
+                      f"running these {len(chunk)} runs one fit each", stacklevel=3)
+        results = (fit_runner.run_one(plan) for plan in chunk)
+    yield from results
 
 
 # -- worker processes -----------------------------------------------------------
