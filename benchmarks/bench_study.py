@@ -14,9 +14,16 @@ For each it prints:
 
 - the vectorised study's wall time (``Study.run(executor="vmap")`` into a
   fresh SQLite store: planning, compiling, training and storing included);
-- the sequential ``fit`` side: a sample of runs per arm (``--sample``, two by
-  default) trained with one ``model.fit`` each, timed, and scaled up to the
-  whole study (the output says so); the ratio of the two;
+- two sequential sides, each a sample of runs per arm timed and scaled up to
+  the whole study (the output says so), and the ratio of each to the
+  vectorised study:
+  - noisewise's own per-run ``fit`` path (``--sample`` runs per arm, two by
+    default): one ``model.fit`` per run, but the compiled program is reused
+    across runs of an arm and fed the study's data order;
+  - a plain ``model.fit`` loop as the tutorial writes it (``--plain-sample``
+    runs per arm, one by default): per run a fresh model with the same layers
+    and seeds, ``compile``, and ``fit(x, y, validation_data=..., epochs,
+    batch_size)`` with Keras' own shuffling;
 - that both sides agree: the largest difference between the sampled ``fit``
   runs' per-epoch metrics and the stored vectorised runs' (same seeds);
 - the per-replica-step cost of a chunk of replicas against one compiled
@@ -121,7 +128,15 @@ def compare_histories(stored, sampled, early=100):
     return first, worst, same_final
 
 
-def bench(name, study, sample, chunk_sizes, step_arms, workers=()):
+def plain_fit(plan):
+    """One run as a user writes it: build, compile and ``fit`` a fresh model."""
+    data, train = plan.data, plan.train
+    model = fit_runner.prepare_model(plan)  # the same layers, seeds and optimizer
+    model.fit(data.x_train, data.y_train, validation_data=(data.x_test, data.y_test),
+              epochs=train["epochs"], batch_size=train["batch_size"], verbose=0)
+
+
+def bench(name, study, sample, chunk_sizes, step_arms, workers=(), plain_sample=0):
     spec = study.spec
     runs = len(spec.arms) * spec.seeds
     print(f"\n== {name}: {len(spec.arms)} arms x {spec.seeds} seeds x "
@@ -161,6 +176,18 @@ def bench(name, study, sample, chunk_sizes, step_arms, workers=()):
           f"arm: {seq_sample:.1f} s, {seq_sample / len(plans):.2f} s per run, scaled to "
           f"{runs} runs)", flush=True)
     print(f"ratio:             {seq / fast:8.1f}x faster vectorised", flush=True)
+    if plain_sample:
+        plain_plans = [p for p in study.plans() if p.replica < plain_sample]
+        t0 = time.perf_counter()
+        for plan in plain_plans:
+            plain_fit(plan)
+        plain_time = time.perf_counter() - t0
+        plain = plain_time / len(plain_plans) * runs
+        print(f"plain model.fit:   {plain:8.1f} s estimated ({len(plain_plans)} runs timed, "
+              f"{plain_sample} per arm: {plain_time:.1f} s, {plain_time / len(plain_plans):.2f} s "
+              f"per run, scaled to {runs} runs; a fresh model, compile and fit per run)",
+              flush=True)
+        print(f"ratio:             {plain / fast:8.1f}x faster vectorised", flush=True)
     first, worst, same = compare_histories(stored, sampled)
     print(f"same results:      largest |fit - vectorised| of any metric over the first 100 "
           f"epochs {first:.1e}, over all epochs {worst:.1e}; final validation metrics equal "
@@ -196,6 +223,8 @@ def main(argv=None):
     parser.add_argument("--digits-seeds", type=int, default=8)
     parser.add_argument("--digits-epochs", type=int, default=10)
     parser.add_argument("--sample", type=int, default=2, help="fit runs timed per arm")
+    parser.add_argument("--plain-sample", type=int, default=1,
+                        help="plain model.fit runs timed per arm (0 to skip)")
     parser.add_argument("--step-arms", type=int, default=3,
                         help="arms whose per-replica-step cost is measured")
     parser.add_argument("--chunks", default="", help="chunk sizes to sweep, e.g. 8,16,32,64")
@@ -215,10 +244,11 @@ def main(argv=None):
     which = args.which.split(",")
     if "circles" in which:
         bench("circles", circles_spec(args.seeds, args.epochs, args.grid_levels), args.sample,
-              chunks, args.step_arms, workers)
+              chunks, args.step_arms, workers, args.plain_sample)
     if "digits" in which:
         study = Study(digits_spec(args.digits_seeds, args.digits_epochs))
-        bench("digits (small CNN)", study, min(args.sample, 1), [], 1)
+        bench("digits (small CNN)", study, min(args.sample, 1), [], 1,
+              plain_sample=min(args.plain_sample, 1))
     return 0
 
 
