@@ -368,13 +368,14 @@ def _finish(chunk, program, launched):
 
 # -- worker processes -----------------------------------------------------------
 #
-# XLA on a CPU runs these small programs on about one core, and two programs in
-# one process do not overlap (threads, several CPU devices and pmap were
-# tried), so `workers=n` runs the chunks in n worker processes, each held to
-# one core. Starting one costs seconds (importing JAX and Keras, compiling).
-# On the 2-core machine this was measured on, two workers were no faster than
-# one process (34.1 s against 33.6 s for 180 circles runs: its two cores share
-# their floating-point units), so the default stays one process.
+# XLA on a CPU spreads only some of these small programs' loops over the
+# cores, and two programs in one process do not overlap (threads, several CPU
+# devices and pmap were tried), so `workers=n` runs the chunks in n worker
+# processes, each held to one core. Starting one costs seconds (importing JAX
+# and Keras, compiling). On 2-core machines two workers have measured from no
+# faster (34.1 s against 33.6 s for 180 circles runs) to 20% faster (46.8 s
+# against 57.7 s, benchmarks/bench_study.py), so the default stays one process
+# and more are for machines with more cores.
 
 def _split(units, n):
     """``n`` contiguous slices of ``units`` with about equal numbers of runs, so a
