@@ -181,7 +181,19 @@ name = "baseline"
 [[arms]]
 name = "input"
 noise = [{ type = "gaussian", where = "input", stddev = 0.2 }]
+
+[[arms]]
+name = "pre"
+noise = [{ type = "gaussian", where = "pre_activation", stddev = 0.2 }]
+
+[[arms]]
+name = "post"
+noise = [{ type = "gaussian", where = "post_activation", stddev = 0.2 }]
 """
+# Four structures: the vectorised executor stores an arm's six runs together
+# while the next arm trains, and compiles the arm after that before storing
+# again, which leaves the kill a window after the first runs are stored.
+ARMS_KILLED = ("baseline", "input", "pre", "post")
 
 
 def _done_count(path):
@@ -214,13 +226,13 @@ def test_killed_study_process_resumes_without_losing_or_duplicating_runs(tmp_pat
     proc.wait()
     proc.stderr.close()
     before, _, count = stored(path, "killed")
-    assert 2 <= len(before) < 12 and count == len(before)
+    assert 2 <= len(before) < 24 and count == len(before)
 
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     after, _, count = stored(path, "killed")
-    keys = {(arm, r) for arm in ("baseline", "input") for r in range(6)}
-    assert set(after) == keys and count == 12  # none lost, none twice
+    keys = {(arm, r) for arm in ARMS_KILLED for r in range(6)}
+    assert set(after) == keys and count == 24  # none lost, none twice
     assert {k: after[k] for k in before} == before  # finished runs were not redone
 
     reference = Study(load_spec(spec_path)).run(store=tmp_path / "reference.db", quiet=True)
