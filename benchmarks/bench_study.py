@@ -36,6 +36,11 @@ on the baseline arm, to show that time per replica stays flat.
 
 ``--workers 2`` also times the study trained in worker processes.
 
+``--which scaling`` times the baseline arm with 32, 64, 128 and 256 runs
+(``--scaling``; 1000 epochs, ``--scaling-epochs``), cut into chunks of the
+default size and, for comparison, as one program holding every replica:
+chunked, the time per run stays flat as the number of runs grows.
+
 Run: ``python benchmarks/bench_study.py`` (both studies, about 10 minutes on
 2 cores; ``--quick`` for a 2-minute smoke run with fewer seeds and epochs).
 """
@@ -212,6 +217,28 @@ def bench(name, study, sample, chunk_sizes, step_arms, workers=(), plain_sample=
         print(f"chunk size {size:4d}:   {cost * 1e6:7.1f} us per replica-epoch", flush=True)
 
 
+def scaling(counts, epochs):
+    """Seconds per run of the circles baseline arm as the number of runs grows."""
+    raw = circles_spec(max(counts), epochs, 1).spec.to_dict()
+    raw["arms"] = [arm for arm in raw["arms"] if arm["name"] == "baseline"]
+    plans = Study(raw).plans()
+    print(f"\n== scaling: circles baseline arm, {epochs} epochs, runs "
+          f"{', '.join(map(str, counts))} (compile excluded, initial states included)",
+          flush=True)
+    program = vmap_runner._Program(plans[0])
+    for label, chunk in (("chunks of %d" % vmap_runner.DEFAULT_CHUNK, vmap_runner.DEFAULT_CHUNK),
+                         ("one program", None)):
+        for n in counts:
+            size = min(chunk or n, n)
+            list(program.run(plans[:size], size))  # compile this program shape
+            t0 = time.perf_counter()
+            for start in range(0, n, size):
+                list(program.run(plans[start:start + size], size))
+            wall = time.perf_counter() - t0
+            print(f"{label:>14}: {n:4d} runs {wall:7.1f} s, {wall / n * 1000:6.1f} ms per run, "
+                  f"{wall / (n * epochs) * 1e6:5.1f} us per replica-epoch", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--which", default="circles,digits")
@@ -230,6 +257,9 @@ def main(argv=None):
     parser.add_argument("--chunks", default="", help="chunk sizes to sweep, e.g. 8,16,32,64")
     parser.add_argument("--workers", default="", help="also time the study with N worker "
                                                       "processes, e.g. 2,4")
+    parser.add_argument("--scaling", default="32,64,128,256",
+                        help="with --which scaling: numbers of runs to time")
+    parser.add_argument("--scaling-epochs", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="8 seeds, 400 circles epochs")
     args = parser.parse_args(argv)
     if args.quick:
@@ -249,6 +279,8 @@ def main(argv=None):
         study = Study(digits_spec(args.digits_seeds, args.digits_epochs))
         bench("digits (small CNN)", study, min(args.sample, 1), [], 1,
               plain_sample=min(args.plain_sample, 1))
+    if "scaling" in which:
+        scaling([int(n) for n in args.scaling.split(",") if n], args.scaling_epochs)
     return 0
 
 
