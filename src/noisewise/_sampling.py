@@ -123,7 +123,7 @@ def _materialized(z, key):
 
     XLA fuses cheap element-wise producers into every consumer, so on JAX the
     whole sampler would run again inside each use of the noise (the noisy
-    forward pass and each backward use of it): measured 2.7x the cost of one
+    forward pass and each backward use of it): about twice the cost of one
     draw for a noisy hidden layer. Writing ``z`` into a buffer at an offset
     that XLA cannot fold to a constant (always 0) makes it a real buffer.
     Other backends evaluate eagerly and need nothing.
