@@ -242,13 +242,9 @@ def program_key(plan, noise=None):
                        plan.data.num_classes, where], sort_keys=True, default=str)
 
 
-def _cache_key(plan):
-    return program_key(plan)
-
-
 def _model_for(plan):
     fresh = prepare_model(plan)
-    key = _cache_key(plan)
+    key = program_key(plan)
     cached = _COMPILED.get(key)
     if cached is not None:
         old, new = state_variables(cached), state_variables(fresh)
@@ -325,7 +321,7 @@ def run_one(plan, on_epoch=None):
         if not math.isfinite(final.get("loss", math.nan)):
             error = "training loss is not finite (diverged); metrics kept as recorded"
     except Exception as e:  # noqa: BLE001 -- recorded in the store, the study goes on
-        _COMPILED.pop(_cache_key(plan), None)  # never reuse a model whose fit broke
+        _COMPILED.pop(program_key(plan), None)  # never reuse a model whose fit broke
         history, final, status = {}, {}, "failed"
         error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"
     return RunResult(
