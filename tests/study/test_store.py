@@ -116,12 +116,15 @@ def test_truncated_store_is_refused_untouched(tmp_path, store):
 def test_store_from_newer_schema_is_refused(tmp_path, store):
     store.close()
     con = sqlite3.connect(tmp_path / "s.db")
-    con.execute("UPDATE noisewise_meta SET value = ? WHERE key = 'schema_version'",
-                (str(SCHEMA_VERSION + 1),))
+    # user_version is the version marker; the meta row only mirrors it for people
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     con.commit()
     con.close()
-    with pytest.raises(StoreError, match="newer noisewise"):
-        Store(tmp_path / "s.db")
+    before = sha256(tmp_path / "s.db")
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match=f"newer noisewise.*schema {SCHEMA_VERSION + 1}"):
+            Store(tmp_path / "s.db", readonly=readonly)
+    assert sha256(tmp_path / "s.db") == before
 
 
 def test_open_study_is_idempotent_and_registers_expanded_arms(store):

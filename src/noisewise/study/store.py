@@ -6,19 +6,36 @@ written in one transaction (its run row and all its curves), so killing a study
 loses at most the runs in flight and never leaves half a run behind; rerunning
 resumes from :meth:`Store.done_keys`.
 
+A run is ``done``, ``failed`` (an error; retried by the next run of the study)
+or ``diverged`` (its loss or a metric became non-finite, at ``diverged_epoch``;
+final like a done run, since the same seed diverges again).
+
 A file that is not a noisewise store is refused with :class:`StoreError` and
 left byte for byte as it was: the header is read as plain bytes (SQLite magic,
 ``application_id``), then the file is opened read-only to check the schema, and
 only then opened for writing. A missing (or empty) file becomes a new store.
+``Store(path, readonly=True)`` never creates or modifies anything: it reads a
+store in a read-only folder or file system too, and an old schema as it is.
 
-Tables (schema version 1)::
+The schema version is ``PRAGMA user_version`` (the ``schema_version`` row of
+``noisewise_meta`` mirrors it for people; a store with user_version 0 and that
+row at 1 is version 1). Opening an older store for writing applies
+``_MIGRATIONS`` in order, in one transaction; a newer store is refused.
+
+Tables (schema version 2)::
 
     noisewise_meta(key, value)        schema_version, created_with, created_at
-    studies(id, name UNIQUE, spec_json, spec_hash, study_seed, reference, created_at)
+    studies(id, name UNIQUE, spec_json, spec_hash, study_seed, reference, created_at,
+            fingerprint_json)
     arms(study_id, name, position, parent, params_json)
     runs(id, study_id, arm, replica, seed, status, attempts, backend, versions_json,
-         started_at, finished_at, wall_s, final_json, error)   UNIQUE(study_id, arm, replica)
+         started_at, finished_at, wall_s, final_json, error, diverged_epoch)
+         UNIQUE(study_id, arm, replica)
     curves(run_id, metric, n, first_epoch, epoch_step, epochs, vals)
+
+Version 2 added ``runs.diverged_epoch``, the status ``diverged`` and
+``studies.fingerprint_json`` (hashes of the data and code a study was trained
+on, so a resume on changed data is refused; NULL for older studies).
 
 A curve is one metric of one run: ``vals`` is a little-endian float64 array
 (``numpy.frombuffer(vals, "<f8")``); its epoch numbers are
@@ -27,8 +44,8 @@ int32 array ``epochs``. One row per (run, metric) rather than per epoch: at 30
 seeds x 14 arms x 4000 epochs x 4 metrics (6.7M values), writing the 420 runs
 took 4-7 s, reading every curve back 0.6 s, and the file 54 MiB, against
 77-130 s, 16-27 s and 148 MiB with one row per (run, metric, epoch) (2 busy
-CPU cores). JSON columns (``spec_json``, ``final_json``,
-``versions_json``, ``params_json``) are strict JSON (non-finite numbers are
+CPU cores). JSON columns (``spec_json``, ``final_json``, ``versions_json``,
+``params_json``, ``fingerprint_json``) are strict JSON (non-finite numbers are
 stored as null), so SQLite's ``json_extract`` can query them.
 
 Example:
@@ -39,11 +56,15 @@ Example:
     ...     sid = store.open_study({"study": {"name": "demo", "seed": 0}})
     ...     [s["name"] for s in store.studies()]
     ['demo']
+    >>> with Store(path, readonly=True) as store:
+    ...     store.study("demo")["fingerprint"] is None
+    True
 """
 
 import contextlib
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import math
@@ -56,28 +77,33 @@ from pathlib import Path
 import numpy as np
 
 APPLICATION_ID = int.from_bytes(b"NWst", "big")
-SCHEMA_VERSION = 1
-STATUSES = ("done", "failed")
+SCHEMA_VERSION = 2
+STATUSES = ("done", "failed", "diverged")
+_FINAL = ("done", "diverged")  # never rewritten; failed runs are retried
 _MAGIC = b"SQLite format 3\x00"
+
+_RUNS = """CREATE TABLE {name}(
+        id INTEGER PRIMARY KEY,
+        study_id INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+        arm TEXT NOT NULL, replica INTEGER NOT NULL, seed INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'diverged')),
+        attempts INTEGER NOT NULL DEFAULT 1, backend TEXT, versions_json TEXT,
+        started_at TEXT, finished_at TEXT, wall_s REAL, final_json TEXT, error TEXT,
+        diverged_epoch INTEGER, UNIQUE(study_id, arm, replica))"""
+_V1_RUN_COLUMNS = ("id, study_id, arm, replica, seed, status, attempts, backend, versions_json,"
+                   " started_at, finished_at, wall_s, final_json, error")
 
 _SCHEMA = (
     "CREATE TABLE noisewise_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE studies(
         id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, spec_json TEXT NOT NULL,
         spec_hash TEXT NOT NULL, study_seed INTEGER, reference TEXT,
-        created_at TEXT NOT NULL)""",
+        created_at TEXT NOT NULL, fingerprint_json TEXT)""",
     """CREATE TABLE arms(
         study_id INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
         name TEXT NOT NULL, position INTEGER NOT NULL, parent TEXT,
         params_json TEXT NOT NULL DEFAULT '{}', PRIMARY KEY(study_id, name))""",
-    """CREATE TABLE runs(
-        id INTEGER PRIMARY KEY,
-        study_id INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
-        arm TEXT NOT NULL, replica INTEGER NOT NULL, seed INTEGER,
-        status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
-        attempts INTEGER NOT NULL DEFAULT 1, backend TEXT, versions_json TEXT,
-        started_at TEXT, finished_at TEXT, wall_s REAL, final_json TEXT, error TEXT,
-        UNIQUE(study_id, arm, replica))""",
+    _RUNS.format(name="runs"),
     """CREATE TABLE curves(
         run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
         metric TEXT NOT NULL, n INTEGER NOT NULL, first_epoch INTEGER,
@@ -86,8 +112,30 @@ _SCHEMA = (
 )
 
 
+def _to_v2(con):
+    """Status 'diverged' and runs.diverged_epoch; studies.fingerprint_json.
+
+    SQLite cannot change a CHECK constraint, so runs is rebuilt, keeping its
+    ids (curves point at them). Foreign keys are off meanwhile: dropping the
+    old table would otherwise cascade into curves.
+    """
+    con.execute(_RUNS.format(name="runs_v2"))
+    con.execute(f"INSERT INTO runs_v2({_V1_RUN_COLUMNS}) SELECT {_V1_RUN_COLUMNS} FROM runs")
+    con.execute("DROP TABLE runs")
+    con.execute("ALTER TABLE runs_v2 RENAME TO runs")
+    con.execute("ALTER TABLE studies ADD COLUMN fingerprint_json TEXT")
+
+
+# version -> the step from version - 1, applied in order when opened for writing
+_MIGRATIONS = {2: _to_v2}
+
+
 class StoreError(Exception):
     """The store file cannot be used as asked (not a store, changed spec, ...)."""
+
+
+class FingerprintError(StoreError):
+    """A resumed study's data or code differs from what its stored runs were trained on."""
 
 
 def _now():
@@ -229,6 +277,52 @@ def _final(text):
     return {k: (math.nan if v is None else v) for k, v in final.items()}
 
 
+def _statuses(status):
+    """``status`` of :meth:`Store.runs`: None (all), one status or a list of them."""
+    values = [status] if isinstance(status, str) else status
+    if status is None:
+        return None
+    if not isinstance(values, (list, tuple, set, frozenset)) or any(
+            v not in STATUSES for v in values):
+        raise ValueError(f"`status` must be one of {STATUSES}, a list of them, or None. "
+                         f"Received: status={status!r}")
+    return list(values)
+
+
+def _fingerprint_arg(fingerprint):
+    if fingerprint is None:
+        return None
+    if not isinstance(fingerprint, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in fingerprint.items()):
+        raise ValueError("`fingerprint` must be a dict of str to str (e.g. {'data': "
+                         f"'<sha256>'}}) or None. Received: fingerprint={fingerprint!r}")
+    return dict(fingerprint)
+
+
+def _diverged_epoch(result, status):
+    epoch = getattr(result, "diverged_epoch", None)
+    if epoch is None:
+        return None
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 1:
+        raise ValueError("`diverged_epoch` must be a 1-based epoch number (int >= 1) or "
+                         f"None. Received: diverged_epoch={epoch!r}")
+    if status != "diverged":
+        raise ValueError(f"`diverged_epoch` is only for status 'diverged'. Received: "
+                         f"status={status!r}, diverged_epoch={epoch!r}")
+    return int(epoch)
+
+
+def _reading(method):
+    """SQLite errors while reading (a damaged or vanished file) as StoreError."""
+    @functools.wraps(method)
+    def read(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot read the store: {e}") from e
+    return read
+
+
 class Store:
     """A noisewise study store (SQLite file; created when missing).
 
@@ -236,75 +330,177 @@ class Store:
         path: File path. A missing or empty file is created (with its parent
             folders); an existing file must be a noisewise store, else
             :class:`StoreError` is raised and the file is left untouched.
+            An older store is migrated to this schema.
         timeout: Seconds to wait for another process holding the write lock.
+        readonly: Only read: a missing, empty or foreign file is refused, the
+            file is never created, migrated or modified (any write raises
+            :class:`StoreError`), and a store in a read-only folder or file
+            system is read too.
 
-    Writing the same (study, arm, replica) twice: a ``done`` run is final and a
-    second write is a no-op (``write_run`` returns False; the first finished
-    result wins when two workers race); a ``failed`` run is replaced by the next
-    attempt, and ``attempts`` counts the tries.
+    Writing the same (study, arm, replica) twice: a ``done`` or ``diverged``
+    run is final and a second write is a no-op (``write_run`` returns False;
+    the first finished result wins when two workers race); a ``failed`` run is
+    replaced by the next attempt, and ``attempts`` counts the tries.
+
+    Attributes:
+        path: The file.
+        readonly: Whether it was opened read-only.
+        schema_version: The file's schema version (older than
+            ``SCHEMA_VERSION`` only when read-only).
     """
 
-    def __init__(self, path, *, timeout=30.0):
+    def __init__(self, path, *, timeout=30.0, readonly=False):
         self.path = Path(os.fspath(path))
+        self.readonly = bool(readonly)
+        self._timeout, self._sides, self._con = timeout, [], None
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a noisewise store file")
         fresh = not self.path.exists() or self.path.stat().st_size == 0
-        if not fresh:
-            self._check_readonly()
+        if self.readonly:
+            if not self.path.exists():
+                raise StoreError(f"{self.path}: no such store (run a study first, or pass "
+                                 "--store)")
+            if fresh:
+                raise StoreError(f"{self.path}: not a noisewise store (empty file)")
+            self._check_header()
+            self._con, self.schema_version, self._sides = self._peek()
+            return
+        if fresh:
+            self._check_creatable()
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self._check_header()
+            self._check_writable()
+            self._peek()[0].close()
         try:
-            self._con.execute("PRAGMA foreign_keys = ON")
+            self._con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
             if fresh:
                 self._create()
+            self._migrate()
+            self._con.execute("PRAGMA foreign_keys = ON")
             self._con.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed run survives power loss, not just a killed process;
             # one fsync per finished run is negligible next to training it.
             self._con.execute("PRAGMA synchronous = FULL")
-        except BaseException:
-            self._con.close()
+        except BaseException as e:
+            if self._con is not None:
+                self._con.close()
+            if isinstance(e, (sqlite3.Error, OSError)):
+                raise StoreError(f"{self.path}: cannot open the store for writing: {e}") from e
             raise
+        self.schema_version = SCHEMA_VERSION
 
     # -- opening -------------------------------------------------------------
     def _refuse(self, why):
         raise StoreError(f"{self.path}: not a noisewise store ({why}); refusing to modify it")
 
-    def _check_readonly(self):
-        with open(self.path, "rb") as f:
-            header = f.read(100)
+    def _check_header(self):
+        """The first 100 bytes, read as plain bytes: SQLite magic and our application_id."""
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(100)
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot read the store: {e.strerror or e}") from e
         if len(header) < 100 or not header.startswith(_MAGIC):
             self._refuse("not a SQLite database")
         app_id = int.from_bytes(header[68:72], "big", signed=True)
         if app_id != APPLICATION_ID:
             self._refuse(f"SQLite application_id {app_id:#x}, expected {APPLICATION_ID:#x}")
-        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
-        # A read-only look at a WAL file creates its -wal/-shm side files; remove
-        # those we made if the file is refused, so a refusal leaves no trace.
+
+    def _peek(self):
+        """(read-only connection, schema version, side files it created) of a store.
+
+        Refuses a store newer than this code or without a schema, removing the
+        -wal/-shm files the look created.
+        """
         sides = [Path(f"{self.path}{s}") for s in ("-wal", "-shm")]
         ours = [s for s in sides if not s.exists()]
+        con = None
         try:
-            con = sqlite3.connect(uri, uri=True)
-            try:
-                row = con.execute(
-                    "SELECT value FROM noisewise_meta WHERE key = 'schema_version'"
-                ).fetchone()
-            finally:
-                con.close()
-            version = int(row[0]) if row else None
-            if version is None:
-                self._refuse("no schema version in noisewise_meta")
+            con = self._connect_ro(sides[0])
+            version = self._version(con)
             if version > SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path}: written by a newer noisewise (store schema {version}); "
                     f"this version reads schema <= {SCHEMA_VERSION}. Upgrade noisewise."
                 )
         except (sqlite3.DatabaseError, StoreError) as e:
+            if con is not None:
+                con.close()
             for side in ours:
-                side.unlink(missing_ok=True)
+                if side.exists():  # unlink says EROFS even for a missing file
+                    side.unlink()
             if isinstance(e, StoreError):
                 raise
             self._refuse(f"unreadable: {e}")
+        return con, version, [s for s in ours if s.exists()]
+
+    def _connect_ro(self, wal):
+        uri = "file:" + urllib.parse.quote(str(self.path.resolve()))
+        con = None
+        try:
+            con = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=self._timeout,
+                                  isolation_level=None)
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.OperationalError:
+            if con is not None:
+                con.close()
+            if os.access(self.path.parent, os.W_OK):
+                raise
+        # A WAL store in a read-only folder or file system: mode=ro must create
+        # -shm there. Nobody can write there either, so "immutable" reads it
+        # safely, unless a log of unmerged commits exists, which it would ignore.
+        if wal.exists() and wal.stat().st_size > 0:
+            raise StoreError(
+                f"{self.path}: its write-ahead log {wal.name} holds commits that cannot be "
+                "read in a read-only folder; open the store once where it is writable")
+        con = sqlite3.connect(uri + "?immutable=1", uri=True, isolation_level=None)
+        try:
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def _version(self, con):
+        (version,) = con.execute("PRAGMA user_version").fetchone()
+        row = con.execute(
+            "SELECT value FROM noisewise_meta WHERE key = 'schema_version'").fetchone()
+        if not version and row and str(row[0]).isdigit():
+            version = int(row[0])  # user_version was not set by the first stores
+        if not version:
+            self._refuse("no schema version")
+        return version
+
+    def _check_writable(self):
+        folder = self.path.parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            what = f"its folder {folder} is not writable (SQLite writes its journal there)"
+        elif not os.access(self.path, os.W_OK):
+            what = "the file is read-only"
+        else:
+            return
+        raise StoreError(f"{self.path}: cannot write the store: {what}; make it writable or "
+                         "pass --store with a writable path (show, list, report and export "
+                         "read it as it is)")
+
+    def _check_creatable(self):
+        if self.path.exists():  # an empty file
+            return self._check_writable()
+        folder = self.path.parent
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+        if not existing.is_dir():
+            why = f"{existing} is a file, not a folder"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            why = f"folder {existing} is not writable"
+        else:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                return
+            except OSError as e:
+                why = f"cannot create folder {folder}: {e.strerror or e}"
+        raise StoreError(f"{self.path}: cannot create the store: {why}; pass --store with a "
+                         "writable path")
 
     def _create(self):
         # Created in rollback-journal mode so the header (application_id) lands in
@@ -332,6 +528,23 @@ class Store:
                  ("created_at", _now())],
             )
 
+    def _migrate(self):
+        if self._version(self._con) >= SCHEMA_VERSION:
+            return
+        self._con.execute("PRAGMA foreign_keys = OFF")  # only outside a transaction
+        with self._transaction("EXCLUSIVE") as con:
+            version = self._version(con)
+            if version >= SCHEMA_VERSION:  # another process migrated it meanwhile
+                return
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                _MIGRATIONS[target](con)
+            if con.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                raise StoreError(f"{self.path}: migrating to schema {SCHEMA_VERSION} broke "
+                                 "a reference between tables; the store is left as it was")
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.execute("INSERT OR REPLACE INTO noisewise_meta VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),))
+
     @contextlib.contextmanager
     def _transaction(self, mode="IMMEDIATE"):
         self._con.execute(f"BEGIN {mode}")
@@ -342,8 +555,27 @@ class Store:
             raise
         self._con.execute("COMMIT")
 
+    def _writing(self, what):
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only; cannot {what}")
+
     def close(self):
-        self._con.close()
+        con, self._con = self._con, None
+        if con is None:
+            return
+        con.close()
+        sides, self._sides = self._sides, []
+        wal = Path(f"{self.path}-wal")
+        if sides and wal.exists() and wal.stat().st_size == 0:
+            # Reading a WAL store made its (empty) -wal and -shm; only a writable
+            # connection closing last removes them, and with an empty log it
+            # writes nothing to the store. Left as they are if anyone else has it open.
+            with contextlib.suppress(sqlite3.Error, OSError):
+                probe = sqlite3.connect(self.path, timeout=0)
+                try:
+                    probe.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                finally:
+                    probe.close()
 
     def __enter__(self):
         return self
@@ -352,10 +584,11 @@ class Store:
         self.close()
 
     def __repr__(self):
-        return f"Store({str(self.path)!r})"
+        flag = ", readonly=True" if self.readonly else ""
+        return f"Store({str(self.path)!r}{flag})"
 
     # -- studies -------------------------------------------------------------
-    def open_study(self, spec, new=False):
+    def open_study(self, spec, new=False, fingerprint=None):
         """Create the study of ``spec`` or return the id of the existing one.
 
         Args:
@@ -369,10 +602,17 @@ class Store:
                 study keeps all its runs under the name ``"<name>@<UTC time>"``
                 (listed and queryable like any study). Without it, an existing
                 study with the same spec is resumed and a changed spec refused.
+            fingerprint: Optional ``{key: hash}`` of what the runs depend on
+                beyond the spec (e.g. ``{"data": ..., "code": ...}``). Resuming
+                a study compares it, key by key, with the stored one and raises
+                :class:`FingerprintError` naming what changed; keys not stored
+                yet (or a study stored without one) are recorded.
 
         Returns:
             The study id.
         """
+        self._writing("open a study")
+        fingerprint = _fingerprint_arg(fingerprint)
         d = _spec_dict(spec)
         study = d.get("study", {}) if isinstance(d.get("study"), Mapping) else {}
         name = _pick(spec, "name") if not isinstance(spec, Mapping) else None
@@ -391,32 +631,56 @@ class Store:
         reference = reference or study.get("reference") or (arms[0][0] if arms else None)
         if not isinstance(reference, (str, type(None))):
             reference = _arm_fields(reference)[0]
+        fp_json = None if fingerprint is None else _dumps(fingerprint)
 
-        with self._transaction() as con:
-            row = con.execute(
-                "SELECT id, spec_hash FROM studies WHERE name = ?", (name,)
-            ).fetchone()
-            if row and row[1] == spec_hash and not new:
-                study_id = row[0]
-            else:
-                if row and not new:
-                    raise StoreError(
-                        f"study {name!r} exists in {self.path} with a different spec "
-                        f"(stored hash {row[1][:12]}, this spec {spec_hash[:12]}); use "
-                        "--new (new=True) to start a new study and keep the old one "
-                        f"as {name!r}@<time>, or give the study another name"
-                    )
-                if row:
-                    con.execute("UPDATE studies SET name = ? WHERE id = ?",
-                                (self._archive_name(name), row[0]))
-                study_id = con.execute(
-                    "INSERT INTO studies(name, spec_json, spec_hash, study_seed,"
-                    " reference, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, spec_json, spec_hash, seed, reference, _now()),
-                ).lastrowid
-            for arm_name, parent, params in arms:
-                self._ensure_arm(study_id, arm_name, parent, params)
+        try:
+            with self._transaction() as con:
+                row = con.execute(
+                    "SELECT id, spec_hash, fingerprint_json FROM studies WHERE name = ?",
+                    (name,)
+                ).fetchone()
+                if row and row[1] == spec_hash and not new:
+                    study_id = row[0]
+                    self._resume_fingerprint(name, study_id, row[2], fingerprint)
+                else:
+                    if row and not new:
+                        raise StoreError(
+                            f"study {name!r} exists in {self.path} with a different spec "
+                            f"(stored hash {row[1][:12]}, this spec {spec_hash[:12]}); use "
+                            "--new (new=True) to start a new study and keep the old one "
+                            f"as {name!r}@<time>, or give the study another name"
+                        )
+                    if row:
+                        con.execute("UPDATE studies SET name = ? WHERE id = ?",
+                                    (self._archive_name(name), row[0]))
+                    study_id = con.execute(
+                        "INSERT INTO studies(name, spec_json, spec_hash, study_seed,"
+                        " reference, created_at, fingerprint_json)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (name, spec_json, spec_hash, seed, reference, _now(), fp_json),
+                    ).lastrowid
+                for arm_name, parent, params in arms:
+                    self._ensure_arm(study_id, arm_name, parent, params)
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: cannot open study {name!r}: {e}") from e
         return study_id
+
+    def _resume_fingerprint(self, name, study_id, stored_json, given):
+        if given is None:
+            return
+        stored = json.loads(stored_json) if stored_json else {}
+        changed = [k for k in sorted(given) if k in stored and stored[k] != given[k]]
+        if changed:
+            detail = "; ".join(f"{k} fingerprint stored {stored[k][:12]}, now {given[k][:12]}"
+                               for k in changed)
+            raise FingerprintError(
+                f"study {name!r} in {self.path} was trained on other {' and '.join(changed)}: "
+                f"{detail}; use --new (new=True) to start a new study and keep the old one "
+                f"as {name!r}@<time>"
+            )
+        if any(k not in stored for k in given):
+            self._con.execute("UPDATE studies SET fingerprint_json = ? WHERE id = ?",
+                              (_dumps({**stored, **given}), study_id))
 
     def _archive_name(self, name):
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -445,24 +709,32 @@ class Store:
                 (parent, _dumps(params or {}), study_id, name),
             )
 
+    def _v2(self, column):
+        """``column``, or NULL in a version 1 store read as it is."""
+        return column if self.schema_version >= 2 else "NULL"
+
+    @_reading
     def studies(self):
         """Every study: id, name, spec_hash, study_seed, reference, created_at,
-        n_done, n_failed."""
+        n_done, n_failed, n_diverged."""
         rows = self._con.execute(
             "SELECT s.id, s.name, s.spec_hash, s.study_seed, s.reference, s.created_at,"
-            " COALESCE(SUM(r.status = 'done'), 0), COALESCE(SUM(r.status = 'failed'), 0)"
+            " COALESCE(SUM(r.status = 'done'), 0), COALESCE(SUM(r.status = 'failed'), 0),"
+            " COALESCE(SUM(r.status = 'diverged'), 0)"
             " FROM studies s LEFT JOIN runs r ON r.study_id = s.id GROUP BY s.id ORDER BY s.id"
         ).fetchall()
         keys = ("id", "name", "spec_hash", "study_seed", "reference", "created_at",
-                "n_done", "n_failed")
+                "n_done", "n_failed", "n_diverged")
         return [dict(zip(keys, r)) for r in rows]
 
+    @_reading
     def study(self, name):
-        """One study by name (or id): its spec (dict), hash, seed, reference, arms, ..."""
+        """One study by name (or id): its spec (dict), hash, seed, reference, arms,
+        fingerprint (dict, or None if none was recorded), ..."""
         column = "id" if isinstance(name, int) else "name"
         row = self._con.execute(
-            "SELECT id, name, spec_json, spec_hash, study_seed, reference, created_at"
-            f" FROM studies WHERE {column} = ?", (name,)
+            "SELECT id, name, spec_json, spec_hash, study_seed, reference, created_at, "
+            f"{self._v2('fingerprint_json')} FROM studies WHERE {column} = ?", (name,)
         ).fetchone()
         if row is None:
             known = ", ".join(repr(s["name"]) for s in self.studies()) or "none"
@@ -470,9 +742,11 @@ class Store:
         keys = ("id", "name", "spec_json", "spec_hash", "study_seed", "reference", "created_at")
         out = dict(zip(keys, row))
         out["spec"] = json.loads(out["spec_json"])
+        out["fingerprint"] = json.loads(row[-1]) if row[-1] else None
         out["arms"] = self.arms(out["id"])
         return out
 
+    @_reading
     def arms(self, study_id):
         """Arms in spec order: name, position, parent (grid arms), params, is_reference."""
         (reference,) = self._con.execute(
@@ -486,10 +760,13 @@ class Store:
                  "is_reference": n == reference} for n, p, g, j in rows]
 
     # -- runs ----------------------------------------------------------------
+    @_reading
     def done_keys(self, study_id):
-        """``{(arm, replica)}`` of the finished runs (failed runs are retried)."""
+        """``{(arm, replica)}`` of the final runs: done and diverged (failed runs
+        are retried; a seed that diverged diverges again)."""
         return set(self._con.execute(
-            "SELECT arm, replica FROM runs WHERE study_id = ? AND status = 'done'", (study_id,)
+            "SELECT arm, replica FROM runs WHERE study_id = ? AND status IN ('done', 'diverged')",
+            (study_id,)
         ))
 
     def write_run(self, study_id, result):
@@ -498,20 +775,24 @@ class Store:
         Args:
             study_id: From :meth:`open_study`.
             result: Any object with ``arm`` (name or arm object), ``replica``,
-                ``seed``, ``status`` ('done' or 'failed'), ``history``,
-                ``final``, ``wall_s``, ``backend``, ``versions``, and optionally
-                ``error``, ``started_at``, ``finished_at`` (datetime, ISO text
-                or POSIX seconds; default: finished now, started ``wall_s``
+                ``seed``, ``status`` ('done', 'failed' or 'diverged'),
+                ``history``, ``final``, ``wall_s``, ``backend``, ``versions``,
+                and optionally ``error``, ``diverged_epoch`` (1-based epoch
+                where a loss or metric first became non-finite; diverged runs
+                only), ``started_at``, ``finished_at`` (datetime, ISO text or
+                POSIX seconds; default: finished now, started ``wall_s``
                 earlier).
 
         Returns:
-            True if written; False if a finished run with this key was
-            already stored (it is kept unchanged).
+            True if written; False if a final (done or diverged) run with this
+            key was already stored (it is kept unchanged).
         """
         arm, parent, params = _arm_fields(result.arm)
+        self._writing(f"write run {arm}/{result.replica}")
         status = result.status
         if status not in STATUSES:
             raise ValueError(f"`status` must be one of {STATUSES}. Received: status={status!r}")
+        diverged_epoch = _diverged_epoch(result, status)
         wall_s = None if result.wall_s is None else float(result.wall_s)
         finished = _timestamp(getattr(result, "finished_at", None))
         started = _timestamp(getattr(result, "started_at", None))
@@ -524,7 +805,8 @@ class Store:
                status, result.backend, _dumps(result.versions or {}),
                started and started.isoformat(timespec="milliseconds"),
                finished.isoformat(timespec="milliseconds"), wall_s,
-               _dumps(result.final or {}), None if error is None else str(error))
+               _dumps(result.final or {}), None if error is None else str(error),
+               diverged_epoch)
         curves = _encode_history(result.history)  # encoded before the transaction
         try:
             with self._transaction() as con:
@@ -532,20 +814,20 @@ class Store:
                     "SELECT id, status, attempts FROM runs WHERE study_id = ? AND arm = ?"
                     " AND replica = ?", (study_id, arm, row[0])
                 ).fetchone()
-                if old and old[1] == "done":
+                if old and old[1] in _FINAL:
                     return False
                 if old:
                     con.execute("DELETE FROM runs WHERE id = ?", (old[0],))
                 self._ensure_arm(study_id, arm, parent, params)
                 run_id = con.execute(
                     "INSERT INTO runs(study_id, arm, replica, seed, status, attempts, backend,"
-                    " versions_json, started_at, finished_at, wall_s, final_json, error)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " versions_json, started_at, finished_at, wall_s, final_json, error,"
+                    " diverged_epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (study_id, arm, row[0], row[1], row[2], (old[2] + 1) if old else 1,
                      *row[3:]),
                 ).lastrowid
                 self._insert_curves(run_id, curves)
-        except sqlite3.IntegrityError as e:
+        except sqlite3.Error as e:
             raise StoreError(f"{self.path}: cannot write run {arm}/{row[0]} of study "
                              f"{study_id}: {e}") from e
         return True
@@ -556,42 +838,58 @@ class Store:
             [(run_id, *curve) for curve in curves],
         )
 
+    @staticmethod
+    def _status_filter(column, status, where, args):
+        statuses = _statuses(status)
+        if statuses is not None:
+            where.append(f"{column} IN ({', '.join('?' * len(statuses))})")
+            args.extend(statuses)
+
+    @_reading
     def runs(self, study_id, status="done"):
-        """Runs as dicts, in arm then replica order; ``status=None`` for all.
+        """Runs as dicts, in arm then replica order.
+
+        Args:
+            study_id: The study.
+            status: 'done', 'failed' or 'diverged', a list of them, or None
+                for all.
 
         Keys: id, arm, replica, seed, status, attempts, backend, versions (dict),
         started_at, finished_at, wall_s, final (dict of final metrics; NaN where
-        not finite), error, and the arm's arm_position, arm_parent, arm_params,
-        is_reference.
+        not finite), error, diverged_epoch (None unless diverged), and the arm's
+        arm_position, arm_parent, arm_params, is_reference.
         """
+        where, args = ["r.study_id = ?"], [study_id]
+        self._status_filter("r.status", status, where, args)
         arms = {a["name"]: a for a in self.arms(study_id)}
         sql = ("SELECT r.id, r.arm, r.replica, r.seed, r.status, r.attempts, r.backend,"
-               " r.versions_json, r.started_at, r.finished_at, r.wall_s, r.final_json, r.error"
+               " r.versions_json, r.started_at, r.finished_at, r.wall_s, r.final_json, r.error,"
+               f" {self._v2('r.diverged_epoch')}"
                " FROM runs r LEFT JOIN arms a ON a.study_id = r.study_id AND a.name = r.arm"
-               " WHERE r.study_id = ?" + ("" if status is None else " AND r.status = ?")
-               + " ORDER BY a.position, r.replica")
-        args = (study_id,) if status is None else (study_id, status)
+               f" WHERE {' AND '.join(where)} ORDER BY a.position, r.replica")
         out = []
         for (rid, arm, rep, seed, st, att, backend, versions, started, finished, wall,
-             final, error) in self._con.execute(sql, args):
+             final, error, diverged) in self._con.execute(sql, args):
             info = arms.get(arm, {})
             out.append({
                 "id": rid, "arm": arm, "replica": rep, "seed": seed, "status": st,
                 "attempts": att, "backend": backend, "versions": json.loads(versions or "{}"),
                 "started_at": started, "finished_at": finished, "wall_s": wall,
-                "final": _final(final), "error": error,
+                "final": _final(final), "error": error, "diverged_epoch": diverged,
                 "arm_position": info.get("position"), "arm_parent": info.get("parent"),
                 "arm_params": info.get("params", {}),
                 "is_reference": info.get("is_reference", False),
             })
         return out
 
+    @_reading
     def history(self, study_id, status="done", metrics=None, arms=None):
         """Per-run learning curves.
 
         Args:
             study_id: The study.
-            status: Only runs with this status (None: all).
+            status: Only runs with this status, or one of a list of them
+                (None: all).
             metrics: Optional list of metric names to read (default all).
             arms: Optional list of arm names to read (default all).
 
@@ -601,8 +899,8 @@ class Store:
             ({metric: int array of the epoch numbers of those values}).
         """
         where, args = ["r.study_id = ?"], [study_id]
-        for column, values in (("r.status", None if status is None else [status]),
-                               ("c.metric", metrics), ("r.arm", arms)):
+        self._status_filter("r.status", status, where, args)
+        for column, values in (("c.metric", metrics), ("r.arm", arms)):
             if values is not None:
                 where.append(f"{column} IN ({', '.join('?' * len(values))})")
                 args.extend(values)
