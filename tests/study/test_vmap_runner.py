@@ -1,5 +1,7 @@
 """The vectorised executor: same trajectories as one fit per run, and the automatic choice."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -102,6 +104,10 @@ def test_chunks_overlap_but_results_come_in_order_and_a_failed_launch_falls_back
     assert got.history == expected.history  # the fit path's own result, bit for bit
 
 
+def _open_fds():
+    return sorted(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+
+
 @needs_jax
 def test_worker_processes_give_the_same_results_as_one_process():
     plans = Study(spec(arms=ARMS[:3], seeds=3)).plans()  # baseline, pre, a 2-level grid
@@ -110,7 +116,9 @@ def test_worker_processes_give_the_same_results_as_one_process():
     parts = vmap_runner._split(units, 2)
     assert [u for part in parts for u in part] == units and len(parts) == 2
     one = by_key(vmap_runner.run_many(plans, workers=1))
+    fds = _open_fds()
     two = by_key(vmap_runner.run_many(plans, workers=2))  # two spawned processes
+    assert _open_fds() == fds  # the workers' pipes and lifeline are closed again
     assert set(one) == set(two) and len(one) == 12
     for key, result in one.items():
         assert two[key].history == result.history, key

@@ -1,25 +1,80 @@
 """A training worker process of the vectorised executor.
 
-Started by :func:`noisewise.study.vmap_runner.run_many` as
-``python -m noisewise.study._worker PARENT_PID``: it reads its pickled units of
-work from stdin, trains them, and writes each finished run to stdout as a
-pickled ``("run", RunResult)`` frame, then ``("done", None)`` (or
-``("error", text)``). A fresh interpreter rather than ``multiprocessing``
-spawn, so the user's main script is never imported again (a script without an
-``if __name__ == "__main__"`` guard would otherwise start the study anew in
-every worker). Anything the libraries print goes to stderr, never into the
-frames. The worker stops when the study process is gone.
+Started by :func:`noisewise.study.vmap_runner.run_many` with :func:`command`
+(in effect ``python -m noisewise.study._worker PARENT_PID [LIFELINE_FD]``): it
+reads its pickled units of work from stdin, trains them, and writes each
+finished run to stdout as a pickled ``("run", RunResult)`` frame, then
+``("done", None)`` (or ``("error", text)``). A fresh interpreter rather than
+``multiprocessing`` spawn, so the user's main script is never imported again
+(a script without an ``if __name__ == "__main__"`` guard would otherwise start
+the study anew in every worker). Anything the libraries print goes to stderr,
+never into the frames.
+
+The worker stops when the study process is gone, even in the middle of a
+chunk: ``LIFELINE_FD`` is the read end of a pipe whose write end only the
+study process holds, so the kernel closes it when that process dies (even by
+``SIGKILL``); a thread blocked reading it sees end-of-file and exits the
+worker at once. Without it, the worker would train to the end of its chunk
+(tens of seconds) before finding no one to send results to. The thread is
+started before ``noisewise`` is imported (Keras and JAX take seconds), so a
+worker still starting up stops as quickly.
 """
 
 import os
 import pickle
 import sys
+import threading
 import traceback
+
+_LIFELINE_THREAD = "noisewise-lifeline"
+
+# Run with `python -c`: watch the lifeline (stdlib only), then import the
+# package and run this module as `-m` would.
+_BOOTSTRAP = f"""\
+import os, sys, threading
+def _watch(fd):
+    try:
+        while os.read(fd, 1024):
+            pass
+    except OSError:
+        pass
+    os._exit(0)
+if len(sys.argv) > 2:
+    threading.Thread(target=_watch, args=(int(sys.argv[2]),), name={_LIFELINE_THREAD!r},
+                     daemon=True).start()
+import runpy
+runpy.run_module("noisewise.study._worker", run_name="__main__", alter_sys=True)
+"""
+
+
+def command(parent, lifeline=None):
+    """The command line of a worker for study process ``parent``, watching the
+    pipe descriptor ``lifeline`` (None: only its parent between runs)."""
+    return [sys.executable, "-c", _BOOTSTRAP, str(parent),
+            *([] if lifeline is None else [str(lifeline)])]
+
+
+def watch_lifeline(fd):
+    """Exit this process as soon as the pipe ``fd`` reaches end-of-file."""
+    if any(t.name == _LIFELINE_THREAD for t in threading.enumerate()):
+        return  # the bootstrap watches it already
+
+    def wait():
+        try:
+            while os.read(fd, 1024):  # the study process never writes: nothing to do
+                pass
+        except OSError:
+            pass
+        os._exit(0)  # results go nowhere now; nothing to clean up
+
+    threading.Thread(target=wait, name=_LIFELINE_THREAD, daemon=True).start()
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parent = int(argv[0])
+    if len(argv) > 1:
+        watch_lifeline(int(argv[1]))
     frames = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints go to stderr
     sys.stdout = sys.stderr

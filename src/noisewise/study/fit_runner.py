@@ -89,7 +89,9 @@ class RunResult:
     Attributes:
         arm: The arm (its ``name``, ``parent``, ``params``).
         replica, seed: As planned.
-        status: ``"done"`` or ``"failed"``.
+        status: ``"done"``, ``"failed"`` (the build or fit raised) or
+            ``"diverged"`` (a training or validation curve became NaN or
+            infinite; see :func:`classify`).
         history: Keras-named curves (``loss``, ``accuracy``, ``val_loss``, ...)
             plus ``epoch`` (1-based epochs of the training curves) and
             ``val_epoch`` (the validated epochs, for the ``val_*`` curves).
@@ -100,8 +102,11 @@ class RunResult:
         wall_s: Seconds, model building included.
         backend: Keras backend name.
         versions: Python, Keras, backend library, NumPy and noisewise versions.
-        error: Error text of a failed run.
+        error: Error text of a failed run; for a diverged one, the line
+            :func:`classify` gives.
         started_at: POSIX time the run started.
+        diverged_epoch: First 1-based epoch at which a curve was not finite
+            (None unless diverged).
     """
 
     arm: object
@@ -115,6 +120,7 @@ class RunResult:
     versions: dict
     error: str = None
     started_at: float = None
+    diverged_epoch: int = None
 
     @property
     def key(self):
@@ -178,6 +184,96 @@ def summarize_history(history, metrics):
         final[f"best_{primary}"] = float(values[i])
         final["best_epoch"] = int(history["val_epoch"][i])
     return final
+
+
+def _curves(history):
+    """``(name, epochs, values)`` of every recorded curve, training curves first."""
+    names = [k for k in history if k not in ("epoch", "val_epoch")]
+    names.sort(key=lambda k: (k.startswith("val_"), k != "loss", k != "val_loss"))
+    for name in names:
+        epochs = history.get("val_epoch" if name.startswith("val_") else "epoch")
+        values = history[name]
+        if epochs is None or len(epochs) != len(values):  # hand-made: number them 1..n
+            epochs = range(1, len(values) + 1)
+        yield name, epochs, values
+
+
+def classify(history):
+    """A finished fit's ``(status, diverged_epoch, error)``.
+
+    A run whose loss or any recorded metric (training or validation) is NaN
+    or infinite at some epoch has diverged: its numbers after that epoch
+    describe a broken model, not the arm, so it is ``"diverged"`` at the first
+    such 1-based epoch (from ``history["epoch"]`` / ``history["val_epoch"]``),
+    with a one-line reason. Otherwise ``("done", None, None)``.
+
+    Example:
+        >>> classify({"loss": [0.7, 0.5, float("nan")], "epoch": [1, 2, 3]})
+        ('diverged', 3, 'diverged at epoch 3: loss is nan (metrics from then on are meaningless)')
+    """
+    first = None  # (epoch, name, value); ties go to the curve listed first (the loss)
+    for name, epochs, values in _curves(history):
+        for epoch, value in zip(epochs, values):
+            if first is not None and epoch >= first[0]:
+                break
+            if not math.isfinite(value):
+                first = (int(epoch), name, value)
+                break
+    if first is None:
+        return "done", None, None
+    epoch, name, value = first
+    return ("diverged", epoch,
+            f"diverged at epoch {epoch}: {name} is {value} "
+            f"(metrics from then on are meaningless)")
+
+
+class _Watch(keras.callbacks.Callback):
+    """Records each epoch's logs, and stops ``fit`` after the first epoch whose
+    logs hold a NaN or infinity.
+
+    Checked once per epoch, not per batch as ``keras.callbacks.TerminateOnNaN``
+    does (which also prints to stdout): a batch-end hook makes Keras wait for
+    every step, while epoch-end logs are already read; a diverged run still
+    stops at the epoch :func:`classify` reports.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.logs, self.epoch = [], 0  # epoch: the 1-based epoch under way
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.logs.append(logs)
+        if not all(math.isfinite(v) for v in logs.values()):
+            self.model.stop_training = True
+
+
+class _FitDiverged(Exception):
+    """``fit`` raised on a model that computes NaN or infinity (PyTorch's binary
+    cross-entropy refuses NaN probabilities instead of returning a NaN loss)."""
+
+    def __init__(self, history, epoch, cause):
+        super().__init__(f"diverged at epoch {epoch}: the model's weights or outputs are "
+                         f"not finite, and fit stopped with {type(cause).__name__}: "
+                         f"{str(cause).strip().splitlines()[0] if str(cause).strip() else ''}")
+        self.history, self.epoch = history, epoch
+
+
+def _computes_non_finite(model, x):
+    """Whether ``model``'s weights, or its outputs on ``x`` (in training mode,
+    noise on, and in inference mode), hold a NaN or infinity."""
+    def finite(value):
+        return bool(np.isfinite(keras.ops.convert_to_numpy(value)).all())
+
+    if not all(finite(v.value) for v in model.trainable_variables):
+        return True
+    try:
+        return not all(finite(model(x, training=mode)) for mode in (True, False))
+    except Exception:  # noqa: BLE001 -- cannot tell: the original error stands
+        return False
 
 
 class _EpochCallback(keras.callbacks.Callback):
@@ -265,23 +361,36 @@ def _fit(plan, on_epoch):
     epochs, bs = train["epochs"], train["batch_size"]
     checked = validated_epochs(epochs, train["validate_every"])
     freq = train["validate_every"] if epochs % train["validate_every"] == 0 else checked
-    fitted = model.fit(
-        batches(data.x_train, data.y_train, plan.seed, epochs, bs),
-        steps_per_epoch=steps_per_epoch(len(data.x_train), bs),
-        epochs=epochs,
-        validation_data=(data.x_test, data.y_test),
-        validation_freq=freq,
-        validation_batch_size=validation_batch_size(bs, len(data.x_test)),
-        shuffle=False,
-        verbose=0,
-        callbacks=[_EpochCallback(on_epoch)] if on_epoch else [],
-    )
-    history = {k: [float(v) for v in vals] for k, vals in fitted.history.items()}
-    n_train = len(history.get("loss", []))
-    history["epoch"] = list(range(1, n_train + 1))
-    n_val = len(history.get("val_loss", []))
-    history["val_epoch"] = checked[:n_val]
-    return history, model
+    watch = _Watch()
+    try:
+        model.fit(
+            batches(data.x_train, data.y_train, plan.seed, epochs, bs),
+            steps_per_epoch=steps_per_epoch(len(data.x_train), bs),
+            epochs=epochs,
+            validation_data=(data.x_test, data.y_test),
+            validation_freq=freq,
+            validation_batch_size=validation_batch_size(bs, len(data.x_test)),
+            shuffle=False,
+            verbose=0,
+            callbacks=[watch, *([_EpochCallback(on_epoch)] if on_epoch else [])],
+        )
+    except Exception as e:
+        if watch.epoch and _computes_non_finite(model, data.x_train[:bs]):
+            raise _FitDiverged(_history(watch.logs, checked), watch.epoch, e) from e
+        raise
+    return _history(watch.logs, checked), model
+
+
+def _history(logs, checked):
+    """Per-epoch ``logs`` as curves, with ``epoch`` and ``val_epoch`` (the
+    validated epochs ``checked``; a diverged fit stops early, so a prefix)."""
+    history = {}
+    for entry in logs:
+        for key, value in entry.items():
+            history.setdefault(key, []).append(value)
+    history["epoch"] = list(range(1, len(history.get("loss", [])) + 1))
+    history["val_epoch"] = checked[:len(history.get("val_loss", []))]
+    return history
 
 
 def robustness_metrics(plan, model):
@@ -309,23 +418,28 @@ def run_one(plan, on_epoch=None):
     Returns:
         A :class:`RunResult`; a run whose build or fit raised is returned with
         ``status="failed"`` and the error text, so one bad run does not stop a
-        study (``KeyboardInterrupt`` still does).
+        study (``KeyboardInterrupt`` still does). A run whose curves became
+        NaN or infinite is ``"diverged"`` (see :func:`classify`); its fit
+        stops after that epoch.
     """
     started = time.time()
     t0 = time.perf_counter()
     try:
         history, model = _fit(plan, on_epoch)
-        status, error = "done", None
+        status, diverged_epoch, error = classify(history)
         final = summarize_history(history, plan.train["metrics"])
-        final.update(robustness_metrics(plan, model))
-        if not math.isfinite(final.get("loss", math.nan)):
-            error = "training loss is not finite (diverged); metrics kept as recorded"
-    except Exception as e:  # noqa: BLE001 -- recorded in the store, the study goes on
+        if status == "done":  # a diverged model's robustness says nothing of the arm
+            final.update(robustness_metrics(plan, model))
+    except _FitDiverged as e:
         _COMPILED.pop(program_key(plan), None)  # never reuse a model whose fit broke
-        history, final, status = {}, {}, "failed"
+        history, status, diverged_epoch, error = e.history, "diverged", e.epoch, str(e)
+        final = summarize_history(history, plan.train["metrics"])
+    except Exception as e:  # noqa: BLE001 -- recorded in the store, the study goes on
+        _COMPILED.pop(program_key(plan), None)
+        history, final, status, diverged_epoch = {}, {}, "failed", None
         error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=-3)}"
     return RunResult(
         arm=plan.arm, replica=plan.replica, seed=plan.seed, status=status, history=history,
         final=final, wall_s=time.perf_counter() - t0, backend=keras.backend.backend(),
-        versions=versions(), error=error, started_at=started,
+        versions=versions(), error=error, started_at=started, diverged_epoch=diverged_epoch,
     )

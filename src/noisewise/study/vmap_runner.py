@@ -9,7 +9,6 @@ performs, with no Python between epochs.
 """
 
 import collections
-import math
 import os
 import time
 import warnings
@@ -224,6 +223,15 @@ def _history(raw, validated):
     return history
 
 
+def _until(history, last):
+    """``history`` up to and including epoch ``last``, as a ``fit`` stopped
+    there records it (no ``val_*`` curve when nothing was validated yet)."""
+    keep = sum(e <= last for e in history["epoch"])
+    keep_val = sum(e <= last for e in history["val_epoch"])
+    return {k: v[:keep_val if k.startswith("val_") else keep] for k, v in history.items()
+            if keep_val or not k.startswith("val_") or k == "val_epoch"}
+
+
 # Epoch orders per (seed, epochs, n): replica i of every arm sees the same
 # batches (paired runs), so each arm after the first reuses them. Kept up to
 # PERMUTATION_CACHE_BYTES.
@@ -287,21 +295,26 @@ class _Program:
         import keras
 
         chunk, final_states, logs, started, t0 = launched
-        raw = _replica_logs(logs, len(chunk))
-        robust = [self._robustness(plan, final_states, i) for i, plan in enumerate(chunk)]
+        histories = [_history(hist, self.validate) for hist in _replica_logs(logs, len(chunk))]
+        # One replica cannot stop alone: a diverged one trained every epoch, and
+        # is classified, cut at its diverged epoch and left without robustness
+        # metrics, as the fit path (which stops there) records it.
+        verdicts = [fit_runner.classify(history) for history in histories]
+        histories = [h if epoch is None else _until(h, epoch)
+                     for h, (_, epoch, _) in zip(histories, verdicts)]
+        robust = [self._robustness(plan, final_states, i) if verdict[0] == "done" else {}
+                  for i, (plan, verdict) in enumerate(zip(chunk, verdicts))]
         wall = (time.perf_counter() - t0) / len(chunk)
         metrics = chunk[0].train["metrics"]
-        for plan, hist, extra in zip(chunk, raw, robust):
-            history = _history(hist, self.validate)
+        for plan, history, (status, diverged_epoch, error), extra in zip(
+                chunk, histories, verdicts, robust):
             final = fit_runner.summarize_history(history, metrics)
             final.update(extra)
-            error = None
-            if not math.isfinite(final.get("loss", math.nan)):
-                error = "training loss is not finite (diverged); metrics kept as recorded"
             yield fit_runner.RunResult(
-                arm=plan.arm, replica=plan.replica, seed=plan.seed, status="done",
+                arm=plan.arm, replica=plan.replica, seed=plan.seed, status=status,
                 history=history, final=final, wall_s=wall, backend=keras.backend.backend(),
                 versions=fit_runner.versions(), error=error, started_at=started,
+                diverged_epoch=diverged_epoch,
             )
 
     def _robustness(self, plan, states, i):
@@ -407,10 +420,10 @@ def _run_parallel(units, n):
     import pickle
     import queue
     import subprocess
-    import sys
     import threading
 
     import noisewise
+    from noisewise.study import _worker
 
     env = dict(os.environ)
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(noisewise.__file__)))
@@ -421,11 +434,18 @@ def _run_parallel(units, n):
                                             "--xla_cpu_multi_thread_eigen=false") if f)
     inbox = queue.Queue()
     workers = []
+    # The workers' lifeline (see noisewise.study._worker): they hold its read
+    # end, only this process the write end (not inheritable, so no other child
+    # keeps it open), and the kernel closes that when this process dies.
+    # Passing a descriptor is POSIX only; elsewhere workers check their parent
+    # between runs.
+    lifeline = os.pipe() if os.name == "posix" else ()
     try:
         for i, part in enumerate(_split(units, n)):
             process = subprocess.Popen(
-                [sys.executable, "-m", "noisewise.study._worker", str(os.getpid())],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                _worker.command(os.getpid(), lifeline[0] if lifeline else None),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                pass_fds=lifeline[:1])
             workers.append(process)
             payload = pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL)
             threading.Thread(target=_feed_and_read, daemon=True,
@@ -445,6 +465,8 @@ def _run_parallel(units, n):
                     raise RuntimeError(f"training {name} died with exit code {code}; "
                                        f"rerun the study to resume")
     finally:
+        for fd in lifeline:  # workers still running exit on their own now
+            os.close(fd)
         for process in workers:
             if process.poll() is None:
                 process.terminate()
