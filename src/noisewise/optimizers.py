@@ -45,8 +45,9 @@ class GradientNoise(keras.optimizers.Optimizer):
     Args:
         optimizer: The optimizer to wrap: a ``keras.optimizers.Optimizer``
             instance, a name such as ``"adam"``, or a serialized config.
-        eta: Noise variance at step 0, >= 0 (0 turns the noise off).
-        gamma: Decay exponent of the variance, >= 0 (0 keeps it constant).
+        eta: Noise variance at step 0, finite and >= 0 (0 turns the noise off).
+        gamma: Decay exponent of the variance, finite and >= 0 (0 keeps it
+            constant).
         seed: Optional non-negative integer for reproducible noise.
         name: Optional name of this optimizer.
 

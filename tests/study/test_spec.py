@@ -1,6 +1,7 @@
 """Study specs: TOML and dict agree, grids expand, malformed specs fail early with a key path."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,276 @@ def test_file_problems_are_spec_errors(tmp_path):
     broken.write_text("[study\nname = 1")
     with pytest.raises(SpecError, match="not valid TOML"):
         load_spec(broken)
+
+
+# -- hardening: hashes kept, numbers finite, names visible, sizes bounded, files text ----
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# The spec hashes before finiteness, names and caps were checked: a stored study
+# must resume, so the checks may refuse more but must not change a valid hash.
+GOLDEN = {
+    "circles.toml": "cade91f4a87cd1ab2ebe99e74ce9030ca7d94b0315826d163485250f4d44b3c6",
+    "digits_augment.toml": "8af555f62a17514d7685ac743c93da944168364e1c850ecb6f054b00f64e757e",
+    "digits_smoothing.toml": "2060c6fe57e22ed433a642d209ce1e3582b74315dff6fafb75ece261ad5a978d",
+}
+USER_DATA = {"study": {"name": "x", "seeds": 3}, "model": {"name": "mlp", "hidden": [8]},
+             "arms": [{"name": "b"}, {"name": "w", "noise": [{"type": "weight", "stddev": 0.1}]},
+                      {"name": "g", "noise": [{"type": "gradient", "eta": 0.01}]}]}
+GOLDEN_USER = {
+    "csv": ({"path": "d.csv"}, "84b98298b0d84a3177ca7ac8a8f1731f6530a5a3e87ce918ed0ab4c2690b7d25"),
+    "npz": ({"path": "d.npz"}, "0deb4a35660a8162cfea824eaf547c781e6b77a76cdd986f7246eb30c18aa2d9"),
+    "loader": ({"loader": "m:f", "k": 1},
+               "f6fb37748d4585929744eac86def0665043ff620e4c00f5ee491fca7f12cd7be"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_example_spec_hashes_are_unchanged(name):
+    assert load_spec(EXAMPLES / name).spec_hash == GOLDEN[name]
+
+
+def test_override_and_user_data_hashes_are_unchanged():
+    quick = load_spec(EXAMPLES / "circles.toml", seeds=2, epochs=50)
+    assert quick.spec_hash == "460c6fcd525c4c67a56f199bf08ded37694e52cf25e9429ac592b47f5983cfef"
+    for data, expected in GOLDEN_USER.values():
+        assert load_spec({**USER_DATA, "data": data}).spec_hash == expected
+        # Spelling out the default `nonfinite` keeps the hash; "drop" is another study.
+        spelled = load_spec({**USER_DATA, "data": {**data, "nonfinite": "refuse"}})
+        assert spelled.spec_hash == expected and "nonfinite" not in spelled.data
+        dropped = load_spec({**USER_DATA, "data": {**data, "nonfinite": "drop"}})
+        assert dropped.data["nonfinite"] == "drop" and dropped.spec_hash != expected
+
+
+def test_nonfinite_option_is_for_user_data_and_checked():
+    with pytest.raises(SpecError, match=r"^data\.nonfinite: must be one of 'refuse', 'drop'"):
+        load_spec({**USER_DATA, "data": {"path": "d.csv", "nonfinite": "ignore"}})
+    with pytest.raises(SpecError, match=r"^data\.nonfinite: unknown key"):
+        load_spec(spec_with(**{"data.nonfinite": "drop"}))
+
+
+@pytest.mark.parametrize("text, path, name", [
+    ('[train]\nlearning_rate = inf', "train.learning_rate", "learning_rate"),
+    ('[train]\nlearning_rate = nan', "train.learning_rate", "learning_rate"),
+    ('[train]\noptimizer_options = { beta_1 = nan }', "train.optimizer_options.beta_1", "beta_1"),
+    ('[data]\nname = "circles"\nnoise = -inf', "data.noise", "noise"),
+    ('[[arms]]\nname = "n"\nnoise = [{ type = "gaussian", where = "input", stddev = inf }]',
+     "arms[1].noise[0].stddev", "stddev"),
+    ('[[arms]]\nname = "n"\nnoise = [{ type = "gaussian", where = "input", stddev = 0.1,'
+     ' clip = [0.0, inf] }]', "arms[1].noise[0].clip[1]", "clip[1]"),
+    ('[[arms]]\nname = "n"\nnoise = [{ type = "gaussian", where = "input", stddev = 0.1 }]\n'
+     'grid = { "noise[0].stddev" = [0.1, nan] }', "arms[1].grid.noise[0].stddev[1]",
+     "noise[0].stddev[1]"),
+    ('[[arms]]\nname = "g"\nnoise = [{ type = "gradient", eta = inf }]',
+     "arms[1].noise[0].eta", "eta"),
+    ('[robustness]\nsmoothing = { sigma = inf }', "robustness.smoothing.sigma", "sigma"),
+])
+def test_nan_and_infinity_in_a_toml_spec_are_refused_with_the_key_path(tmp_path, text, path,
+                                                                        name):
+    data = "" if text.startswith("[data]") else '[data]\nname = "circles"\n'
+    spec = tmp_path / "s.toml"  # tables may follow [[arms]]; a second [[arms]] adds arms[1]
+    spec.write_text(f'[study]\nname = "demo"\n{data}[model]\nname = "mlp"\n'
+                    f'[[arms]]\nname = "b"\n{text}\n')
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+    message = str(info.value)
+    assert message.startswith(f"{path}: `{name}` must be a finite number. Received: "), message
+
+
+def test_learning_rate_inf_in_a_dict_spec_names_value_and_path():
+    with pytest.raises(SpecError, match=r"^train\.learning_rate: `learning_rate` must be a "
+                                        r"finite number\. Received: learning_rate=inf$"):
+        load_spec(spec_with(**{"train.learning_rate": float("inf")}))
+    with pytest.raises(SpecError, match=r"^study\.seed: `seed` must be a 64-bit integer"):
+        load_spec(spec_with(**{"study.seed": 2**64}))
+
+
+@pytest.mark.parametrize("bad, what", [
+    ("esc\x1b[2Jcleared", "control"), ("two\nlines", "control"), ("tab\tbed", "control"),
+    ("zero\u200bwidth", "format"), ("bidi\u202eevil", "format"), ("para\u2029graph", "paragraph"),
+])
+def test_names_with_control_or_invisible_characters_are_refused_and_shown_escaped(bad, what):
+    for path, changes in (("study.name", {"study.name": bad}), ("arms[1].name",
+                                                                  {"arms.1.name": bad})):
+        with pytest.raises(SpecError) as info:
+            load_spec(spec_with(**changes))
+        message = str(info.value)
+        assert message.startswith(f"{path}: `name` must not contain control"), message
+        assert what in message and message.isprintable(), message
+        assert repr(bad)[1:-1] in message  # the escape shown as text, never executed
+
+
+def test_names_are_trimmed_and_bounded():
+    for bad in (" lead", "trail "):
+        with pytest.raises(SpecError, match=r"^study\.name: `name` must not start or end"):
+            load_spec(spec_with(**{"study.name": bad}))
+    assert load_spec(spec_with(**{"study.name": "n" * 100})).name == "n" * 100
+    with pytest.raises(SpecError, match=r"^study\.name: must be at most 100 characters"):
+        load_spec(spec_with(**{"study.name": "n" * 101}))
+    with pytest.raises(SpecError, match=r"^arms\[1\]\.name: `name` must be at most 100"):
+        load_spec(spec_with(**{"arms.1.name": "a" * 101}))
+    # The longest override suffix still fits a name of the longest allowed length.
+    spec = load_spec(spec_with(**{"study.name": "n" * 100}), seeds=10_000, epochs=1_000_000)
+    assert spec.name == "n" * 100 + ":seeds=10000,epochs=1000000"
+    assert load_spec(spec).name == spec.name  # and it validates again as it is stored
+
+
+def test_grid_names_get_more_room_but_not_unbounded():
+    values = [float(i) + 0.123456789 for i in range(3)]
+    long_arm = "a" * 100
+    raw = spec_with(**{"arms.1.name": long_arm, "arms.1.grid": {"noise[0].stddev": values}})
+    assert len(load_spec(raw).arms) == 4
+    noise = [{"type": "gaussian", "where": w, "stddev": 0.1, "clip": [-1e9, 1e9]}
+             for w in ("input", "pre_activation", "post_activation")]
+    keys = {f"noise[{i}].clip": [[-123456789.123, 123456789.123]] for i in range(3)}
+    keys.update({f"noise[{i}].stddev": [0.123456789] for i in range(3)})
+    raw = spec_with(**{"arms.1.name": long_arm, "arms.1.noise": noise, "arms.1.grid": keys})
+    with pytest.raises(SpecError, match=r"^arms\[1\]\.grid: `name` must be at most 300"):
+        load_spec(raw)
+
+
+@pytest.mark.parametrize("changes, path, cap", [
+    ({"study.seeds": 10_001}, "study.seeds", "10,000"),
+    ({"train.epochs": 1_000_001}, "train.epochs", "1,000,000"),
+    ({"train.batch_size": 10**9}, "train.batch_size", "1,000,000"),
+    ({"model.hidden": [16, 10**6]}, "model.hidden", "100,000"),
+    ({"data.n_samples": 10**9}, "data.n_samples", "10,000,000"),
+])
+def test_sizes_have_hard_caps(changes, path, cap):
+    with pytest.raises(SpecError) as info:
+        load_spec(spec_with(**changes))
+    assert str(info.value).startswith(f"{path}: ") and f"<= {cap}" in str(info.value)
+
+
+def test_overrides_go_through_the_same_caps():
+    with pytest.raises(SpecError, match=r"^study\.seeds: `seeds` must be <= 10,000\. "
+                                        r"Received: seeds=1000000000$"):
+        load_spec(BASE, seeds=10**9)
+    with pytest.raises(SpecError, match=r"^train\.epochs: `epochs` must be <= 1,000,000"):
+        load_spec(BASE, epochs=10**9)
+
+
+def test_arm_count_is_capped_before_a_grid_is_expanded():
+    huge = {f"noise[0].{k}": [0.1 * i for i in range(1, 101)] for k in ("stddev",)}
+    huge["noise[1].stddev"] = [0.1 * i for i in range(1, 101)]
+    noise = [{"type": "gaussian", "where": "input", "stddev": 0.1},
+             {"type": "gaussian", "where": "pre_activation", "stddev": 0.1}]
+    with pytest.raises(SpecError, match=r"^arms\[1\]\.grid: expands to 10,000 arms, and a "
+                                        r"study has at most 1,000"):
+        load_spec(spec_with(**{"arms.1.noise": noise, "arms.1.grid": huge}))
+    many = [{"name": f"arm{i}"} for i in range(1001)]
+    with pytest.raises(SpecError, match=r"^arms: a study has at most 1,000 arms"):
+        load_spec(spec_with(arms=many))
+
+
+def test_spec_files_that_are_not_text_are_spec_errors(tmp_path):
+    binary = tmp_path / "x.toml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(SpecError, match=r"x\.toml: not a text file \(it holds NUL bytes\)"):
+        load_spec(binary)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('[study]\nname = "caf\xe9"\n'.encode("latin-1"))
+    with pytest.raises(SpecError, match=r"latin\.toml: not a text file \(byte 19 is not UTF-8\)"):
+        load_spec(latin)
+    with pytest.raises(SpecError, match=r": is a folder, not a spec file$"):
+        load_spec(tmp_path)
+    bom = tmp_path / "bom.toml"
+    bom.write_text("\ufeff" + TOML, encoding="utf-8")
+    assert load_spec(bom).spec_hash == load_spec(BASE).spec_hash
+
+
+def test_a_binary_or_folder_spec_exits_2_on_the_command_line(tmp_path, capsys):
+    from noisewise.cli import main
+
+    binary = tmp_path / "x.toml"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    for spec, text in ((binary, "not a text file"), (tmp_path, "is a folder")):
+        code = main(["run", str(spec), "--store", str(tmp_path / "s.db"), "--quiet",
+                     "--no-report"])
+        err = capsys.readouterr().err
+        assert code == 2 and text in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.toml"]
+
+
+# -- through the command line: refused with exit 2, an existing store and the spec untouched ----
+TINY = """[study]
+name = "{name}"
+seeds = {seeds}
+
+[data]
+name = "circles"
+
+[model]
+name = "mlp"
+hidden = [4]
+
+[train]
+epochs = 1
+learning_rate = {lr}
+
+[[arms]]
+name = "baseline"
+
+[[arms]]
+name = "{arm}"
+noise = [{{ type = "gaussian", where = "input", stddev = {stddev} }}]
+"""
+
+
+def _tiny(**changes):
+    values = {"name": "tiny", "seeds": 1, "lr": 0.01, "arm": "noisy", "stddev": 0.1, **changes}
+    return TINY.format(**values)
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """A folder with a store that holds one finished tiny study."""
+    from noisewise.cli import main
+
+    folder = tmp_path_factory.mktemp("stored")
+    (folder / "tiny.toml").write_text(_tiny())
+    code = main(["run", str(folder / "tiny.toml"), "--store", str(folder / "s.db"), "--quiet",
+                 "--no-report"])
+    assert code == 0
+    return folder
+
+
+def _sha(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "folder"
+
+
+@pytest.mark.parametrize("spec_text, extra, expected", [
+    (_tiny(stddev="inf"), [], r"arms\[1\]\.noise\[0\]\.stddev: `stddev` must be a finite "
+                              r"number\. Received: stddev=inf$"),
+    (_tiny(lr="inf"), [], r"train\.learning_rate: `learning_rate` must be a finite number"),
+    (_tiny(seeds=1_000_000_000), [], r"study\.seeds: `seeds` must be <= 10,000\."),
+    (_tiny(), ["--seeds", "1000000000"], r"study\.seeds: `seeds` must be <= 10,000\."),
+    (_tiny(), ["--epochs", "1000000000"], r"train\.epochs: `epochs` must be <= 1,000,000\."),
+    (_tiny(name="n" * 300), [], r"study\.name: must be at most 100 characters"),
+    (_tiny(name="\\u001b[31mred\\u001b[0m"), [], r"study\.name: `name` must not contain control"),
+    (_tiny(arm="x\\u001b]0;title\\u0007"), [], r"arms\[1\]\.name: `name` must not contain"),
+    (b"\x00\x01binary\xff", [], r"spec\.toml: not a text file"),
+    (None, [], r"spec\.toml: is a folder, not a spec file$"),
+])
+def test_hostile_specs_exit_2_and_leave_every_file_as_it_was(stored, tmp_path, capsys,
+                                                             spec_text, extra, expected):
+    from noisewise.cli import main
+
+    spec = tmp_path / "spec.toml"
+    if spec_text is None:
+        spec.mkdir()
+    elif isinstance(spec_text, bytes):
+        spec.write_bytes(spec_text)
+    else:
+        spec.write_text(spec_text)
+    store = stored / "s.db"
+    before = {p: _sha(p) for p in (store, spec)}
+    listing = sorted(p.name for p in stored.iterdir())
+    code = main(["run", str(spec), "--store", str(store), "--quiet", "--no-report", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.isprintable(), err
+    assert re.search(r"^noisewise: invalid spec: .*" + expected, err), err
+    assert {p: _sha(p) for p in (store, spec)} == before
+    assert sorted(p.name for p in stored.iterdir()) == listing
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.toml"]

@@ -22,7 +22,11 @@ under XLA on JAX and TensorFlow, and these layers set ``supports_jit = True``.
 center-crops at inference, so the output shape never changes.
 """
 
+import inspect
+
 import keras
+
+from noisewise._validation import _is_real, is_finite_number
 
 FILL_MODES = ("constant", "nearest", "wrap", "mirror", "reflect")
 INTERPOLATIONS = ("nearest", "bilinear")
@@ -257,6 +261,14 @@ class _JitSafeWarp:
     """Mixin: route the Keras layer's resampling through :func:`affine_warp`."""
 
     def __init__(self, *args, **kwargs):
+        # Keras checks most factors' ranges but lets NaN through (RandomZoom), and
+        # a NaN factor makes every image NaN: refuse any non-finite number here.
+        bound = inspect.signature(super().__init__).bind_partial(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if _is_real(v) and not is_finite_number(v):
+                    raise ValueError(f"`{name}` must be a finite number. "
+                                     f"Received: {name}={value!r}")
         super().__init__(*args, **kwargs)
         self.backend = _WarpBackend(self.backend)
         self.supports_jit = True

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from noisewise._validation import check_choice, check_number, check_range
+from noisewise._validation import _is_real, check_choice, check_number, check_range
 from noisewise.random import layer_seed
 
 COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0, "blue": -1.0, "violet": -2.0}
@@ -93,6 +93,10 @@ def add_noise(signal, noise, snr_db):
         noise: Tensor of the same shape (any power; only its shape of spectrum matters).
         snr_db: Scalar or (batch,) tensor of target SNRs in dB.
     """
+    if _is_real(snr_db) or isinstance(snr_db, (list, tuple, np.ndarray)):
+        # A tensor may be traced; a number or array can be checked here.
+        for v in np.ravel(np.asarray(snr_db, dtype=object)):
+            check_number("snr_db", v)
     signal = ops.convert_to_tensor(signal)
     dtype = signal.dtype
     snr = ops.reshape(ops.cast(snr_db, dtype), (-1,) + (1,) * (len(signal.shape) - 1))

@@ -59,7 +59,9 @@ import numpy as np
 from keras import ops
 
 from noisewise import layers as nw_layers
-from noisewise._validation import check_int, check_number, check_range
+from noisewise._validation import (
+    _is_real, check_int, check_number, check_range, is_finite_number,
+)
 from noisewise.augment import _geometry
 from noisewise._sampling import normal as _normal
 from noisewise._sampling import resolve_sampler
@@ -225,6 +227,13 @@ def _entry_kwargs(where, kind, entry, value_range):
             f"{where}: unknown key(s) {', '.join(map(repr, unknown))} for type {kind!r}. "
             f"Allowed: {', '.join(allowed)}"
         )
+    for key, value in entry.items():
+        # Keras' transforms take an infinite factor and return NaN images, or
+        # overflow sizing a blur kernel: refuse it here, with the key.
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if _is_real(v) and not is_finite_number(v):
+                raise ValueError(f"{where}.{key}: `{key}` must be a finite number. "
+                                 f"Received: {key}={value!r}")
     kwargs = {k: v for k, v in entry.items() if k != "type"}
     if needs_range:
         kwargs["value_range"] = _needs_range(where, kind, value_range)
@@ -237,6 +246,9 @@ def _entry_kwargs(where, kind, entry, value_range):
             )
         if unit == "degrees" and "factor" in kwargs:
             f = kwargs["factor"]
+            if not all(_is_real(v) for v in (f if isinstance(f, (list, tuple)) else [f])):
+                raise ValueError(f"{where}.factor: `factor` must be a number or a pair "
+                                 f"(low, high) of numbers. Received: factor={f!r}")
             kwargs["factor"] = [v / 360.0 for v in f] if isinstance(f, (list, tuple)) else f / 360.0
     if kind == "gaussian_noise" and "noise_std" in kwargs:
         if "stddev" in kwargs:

@@ -88,7 +88,15 @@ class TabularNoise(keras.layers.Layer):
         self.scale_ = None
         self._scale = None
         if scale is not None:
-            self._set_scale(np.asarray(scale, dtype="float64"))
+            received = scale
+            try:
+                scale = np.asarray(scale, dtype="float64")
+            except (ValueError, TypeError, OverflowError):
+                scale = np.array([np.nan])  # refused below, with the value received
+            if scale.ndim != 1 or not np.isfinite(scale).all() or (scale < 0).any():
+                raise ValueError("`scale` must be a list of finite numbers >= 0, one per "
+                                 f"feature. Received: scale={received!r}")
+            self._set_scale(scale)
 
     def _set_scale(self, scale):
         if self._scale is None:

@@ -30,7 +30,8 @@ class NoiseLayer(keras.layers.Layer):
     and ``level_bounds`` and implement ``draw`` and ``_noisy``.
 
     Args:
-        level: The noise level, validated against ``level_bounds``.
+        level: The noise level, a finite number within ``level_bounds`` (NaN and
+            infinity are refused here and in :meth:`set_level`).
         clip: Optional ``(low, high)``; the output is clipped to this range.
         active_at_inference: If True, noise is also added when
             ``training=False`` (Monte Carlo prediction, test-time noise).

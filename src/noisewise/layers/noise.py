@@ -65,7 +65,7 @@ class GaussianNoise(_AdditiveNoise):
     """Add zero-mean Gaussian noise: ``x + stddev * scale * N(0, 1)``.
 
     Args:
-        stddev: Standard deviation, any value >= 0 (in the data's units, or
+        stddev: Standard deviation, any finite value >= 0 (in the data's units, or
             relative to the data when ``relative`` is set). 0 adds nothing but
             keeps the same variables, so a schedule can start from 0.
         relative: ``None`` (absolute), ``"std"`` (times the batch's per-feature

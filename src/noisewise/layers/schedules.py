@@ -5,6 +5,8 @@ A schedule maps ``t`` (an epoch or a step index, from 0) to a noise level.
 sets the level of noise layers (anything with ``set_level``/``get_level``:
 noisewise noise layers and :class:`~noisewise.WeightNoise`). Levels are
 non-trainable variables, so a new level takes effect without recompiling.
+Every argument of a schedule is a finite number (NaN and infinity are
+refused), and the callback refuses a schedule that returns anything else.
 
 Annealing the noise, strong early and weak late, is the idea of Geras and
 Sutton (2015), "Scheduled Denoising Autoencoders", and of annealed gradient
@@ -16,7 +18,9 @@ import math
 
 import keras
 
-from noisewise._validation import _is_real, check_choice, check_int, check_non_negative
+from noisewise._validation import (
+    _is_real, check_choice, check_int, check_non_negative, is_finite_number,
+)
 
 
 class Schedule:
@@ -175,9 +179,11 @@ class Step(Schedule):
     kind = "step"
 
     def __init__(self, boundaries, values):
-        if not isinstance(boundaries, (list, tuple)) or not all(_is_real(b) for b in boundaries):
+        if not isinstance(boundaries, (list, tuple)) or not all(
+                is_finite_number(b) for b in boundaries):
             raise ValueError(
-                f"`boundaries` must be a list of numbers. Received: boundaries={boundaries!r}"
+                "`boundaries` must be a list of finite numbers. "
+                f"Received: boundaries={boundaries!r}"
             )
         if any(b < 0 for b in boundaries) or any(
             b >= c for b, c in zip(boundaries, boundaries[1:])

@@ -22,7 +22,7 @@ class WeightNoise(keras.layers.Wrapper):
     Args:
         layer: A layer with a ``kernel`` (Dense, Conv*, EinsumDense, ...), or
             with every variable named in ``targets``.
-        stddev: Standard deviation of the weight noise, >= 0.
+        stddev: Standard deviation of the weight noise, finite and >= 0.
         targets: Names of the wrapped layer's weight attributes to perturb.
             Default ``("kernel",)``; add ``"bias"`` to perturb biases too.
         relative: If True, the noise std is ``stddev`` times each weight

@@ -33,6 +33,19 @@ Labels are classes (regression is not supported yet): they are mapped to
 ``0..k-1`` in sorted order; two classes make a binary task (one sigmoid
 output), more a multiclass task (softmax). Features become float32.
 
+Nothing is guessed, and every check runs when the data is loaded, before any
+training: empty or missing labels (an empty CSV cell, None or NaN) are refused
+with their rows, and so are labels that look continuous (floats with
+non-integer values; integer-valued floats such as 1.0 and strings are
+classes). Features that are NaN, infinite or beyond float32's range are refused
+with their count and first positions, unless ``[data] nonfinite = "drop"``
+(files and loaders) drops the rows that hold them; the dataset's ``notes``
+then say how many.
+
+:func:`fingerprint` and :func:`code_fingerprint` identify the loaded arrays
+and the user's loader and builder code, so a resumed study can tell that its
+data or code changed.
+
 Example:
     >>> from noisewise.study.datasets import load_dataset
     >>> data = load_dataset({"name": "circles"})
@@ -42,10 +55,13 @@ Example:
 
 import csv
 import dataclasses
+import hashlib
 import importlib
 import json
 import os
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +77,8 @@ class Dataset:
         name: Where it came from (built-in name, file name or loader).
         x_train, y_train, x_test, y_test: float32 features, int32 labels 0..k-1.
         num_classes: k (2 for a binary task).
+        notes: What loading changed, one sentence each (rows dropped under
+            ``nonfinite = "drop"``); empty when nothing was.
     """
 
     name: str
@@ -69,6 +87,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    notes: tuple = ()
 
     @property
     def binary(self):
@@ -84,7 +103,7 @@ def _fraction(name, value):
 
 
 def _count(name, value):
-    return check_int(name, value, low=1)
+    return check_int(name, value, low=1, high=MAX_SAMPLES)
 
 
 def _seed(name, value):
@@ -101,6 +120,8 @@ def _text(name, value):
     return value
 
 
+MAX_SAMPLES = 10_000_000  # generated points of circles and moons (160 MB as float64)
+_SHOWN = 3  # positions quoted in a message
 _SPLIT = {"test_size": (0.25, _fraction), "split_seed": (0, _seed)}
 
 # name -> {option: (default, check)}; check(name, value) returns the clean value.
@@ -176,38 +197,163 @@ _BUILDERS = {
 }
 
 
+_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_NPZ_HELP = "save one with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+_DROP_HELP = 'fix the data or set [data] nonfinite = "drop" to drop those rows'
+
+
 def _npz(path):
-    with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f]
-        if missing:
-            raise ValueError(
-                f"{path.name} lacks arrays {missing}; a study .npz needs x_train, "
-                f"y_train, x_test, y_test. Found: {sorted(f.files)}"
-            )
-        return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{path.name}: not a NumPy .npz archive (it is a single .npy array); "
+                         f"{_NPZ_HELP}")
+    if not head.startswith(b"PK"):  # a .npz is a zip file; np.load would call it pickled data
+        raise ValueError(f"{path.name}: not a NumPy .npz archive (it starts with {head!r}, "
+                         f"not a zip file's b'PK'); {_NPZ_HELP}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in _KEYS if k not in f]
+            if missing:
+                raise ValueError(
+                    f"{path.name} lacks arrays {missing}; a study .npz needs x_train, "
+                    f"y_train, x_test, y_test. Found: {sorted(f.files)}"
+                )
+            return tuple(_npz_array(path, f, key) for key in _KEYS)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise ValueError(f"{path.name}: not a readable .npz archive ({e})") from None
 
 
-def _csv(path, target, split_column, test_size, split_seed):
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2:
+def _npz_array(path, archive, key):
+    try:
+        return archive[key]
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise ValueError(f"{path.name}: array {key!r} cannot be read ({e})") from None
+        raise ValueError(f"{path.name}: array {key!r} holds Python objects, which are not "
+                         "loaded (unpickling can run code); save numbers or strings") from None
+
+
+def _read_csv(path):
+    """``[(line number, cells), ...]`` of the non-blank records, the header first."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            return [(reader.line_num, cells) for cells in reader if cells]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path.name}: not a UTF-8 text file (byte {e.start} is not UTF-8); "
+                         "save the CSV as UTF-8") from None
+    except csv.Error as e:
+        raise ValueError(f"{path.name}: not a readable CSV file ({e})") from None
+
+
+def _listed(items, limit=5):
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _rows(items):
+    return f"row {items[0]}" if len(items) == 1 else f"rows {_listed(items)}"
+
+
+def _plural(n, noun):
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _csv_features(path, header, body, features, others):
+    """float64 features; an empty cell is a missing value (NaN), any other text is refused."""
+    x = np.empty((len(body), len(features)))
+    for r, (line, cells) in enumerate(body):
+        for c, i in enumerate(features):
+            cell = cells[i].strip()
+            try:
+                x[r, c] = float(cell) if cell else np.nan
+            except ValueError:
+                raise ValueError(
+                    f"{path.name}: row {line}, column {header[i]!r}: not a number: {cells[i]!r} "
+                    f"(every column but {others} is a numeric feature)") from None
+    return x
+
+
+def _csv_nonfinite(path, header, body, features, x, nonfinite, notes):
+    """Keep the rows whose features are finite in float32; refuse others unless dropping."""
+    with np.errstate(over="ignore"):
+        bad = ~np.isfinite(x.astype("float32"))
+    if not bad.any():
+        return body, x
+    rows = np.flatnonzero(bad.any(axis=1))
+    lines = [body[r][0] for r in rows]
+    if nonfinite == "drop":
+        notes.append(f"{path.name}: dropped {len(rows)} of {_plural(len(body), 'row')} with "
+                     f"missing or non-finite feature values ({_rows(lines)})")
+        keep = ~bad.any(axis=1)
+        return [b for b, k in zip(body, keep) if k], x[keep]
+    where = []
+    for r, c in np.argwhere(bad)[:_SHOWN]:
+        cell = body[r][1][features[c]].strip()
+        if not cell:
+            what = "empty"
+        else:  # finite in float64 but not in float32: too large for the model's inputs
+            what = cell if not np.isfinite(x[r, c]) else f"{cell} (beyond float32)"
+        where.append(f"{what} at row {body[r][0]} column {header[features[c]]!r}")
+    more = ", ..." if bad.sum() > _SHOWN else ""
+    count = _plural(int(bad.sum()), "missing or non-finite feature value")
+    raise ValueError(f"{path.name}: {count} ({', '.join(where)}{more}); {_DROP_HELP}")
+
+
+def _csv_labels(path, target, body, t):
+    """The label cells; empty, NaN and continuous labels are refused with their rows."""
+    y = [cells[t] for _, cells in body]
+    empty = [line for (line, _), v in zip(body, y) if not v.strip()]
+    if empty:
+        raise ValueError(f"{path.name}: {_plural(len(empty), 'empty label')} in column "
+                         f"{target!r} at {_rows(empty)}; every row needs its class")
+    numbers = []
+    for v in y:
+        try:
+            numbers.append(float(v))
+        except ValueError:
+            return np.array(y)  # text labels: classes, whatever they look like
+    numbers = np.array(numbers)
+    missing = [line for (line, _), v in zip(body, numbers) if not np.isfinite(v)]
+    if missing:
+        raise ValueError(f"{path.name}: {_plural(len(missing), 'missing or non-finite label')} "
+                         f"(nan or inf) in column {target!r} at {_rows(missing)}")
+    _check_discrete(f"{path.name}: column {target!r}", numbers)
+    return np.array(y)
+
+
+def _csv(path, target, split_column, test_size, split_seed, nonfinite="refuse", notes=None):
+    records = _read_csv(path)
+    if len(records) < 2:
         raise ValueError(f"{path.name} needs a header row and at least one data row")
-    header, body = rows[0], rows[1:]
+    (_, header), body = records[0], records[1:]
     if target not in header:
         raise ValueError(
             f"{path.name} has no label column {target!r} (set `target`). Columns: {header}"
         )
+    for column in (target, split_column):
+        if header.count(column) > 1:
+            raise ValueError(f"{path.name}: the header has {header.count(column)} columns "
+                             f"named {column!r}; which one is meant cannot be told")
+    for line, cells in body:
+        if len(cells) != len(header):
+            raise ValueError(f"{path.name}: row {line} has {len(cells)} cells, the header "
+                             f"has {len(header)}")
     t = header.index(target)
     s = header.index(split_column) if split_column in header else None
     features = [i for i in range(len(header)) if i not in (t, s)]
-    try:
-        x = np.array([[float(row[i]) for i in features] for row in body])
-    except (ValueError, IndexError) as e:
-        raise ValueError(f"{path.name}: feature columns must be numbers ({e})") from None
-    y = np.array([row[t] for row in body])
+    others = " and ".join(repr(header[i]) for i in (t, s) if i is not None)
+    x = _csv_features(path, header, body, features, others)
+    body, x = _csv_nonfinite(path, header, body, features, x, nonfinite,
+                             [] if notes is None else notes)
+    if not body:
+        raise ValueError(f"{path.name}: no row is left once the rows with missing or "
+                         "non-finite features are dropped")
+    y = _csv_labels(path, target, body, t)
     if s is None:
         return _reorder(_split(x, y, test_size, split_seed))
-    split = np.array([row[s].strip().lower() for row in body])
+    split = np.array([cells[s].strip().lower() for _, cells in body])
     bad = sorted(set(split) - {"train", "test"})
     if bad:
         raise ValueError(
@@ -234,18 +380,23 @@ def _forget_if_elsewhere(module_name, base_dir):
         importlib.invalidate_caches()
 
 
-def resolve_callable(ref, base_dir=None, what="loader"):
-    """Import ``"package.module:function"``; ``base_dir`` is on sys.path meanwhile."""
-    module_name, _, attr = ref.partition(":")
+def _import(module_name, base_dir):
+    """Import a module with ``base_dir`` on sys.path meanwhile."""
     added = base_dir is not None and str(base_dir) not in sys.path
     if added:
         sys.path.insert(0, str(base_dir))
     try:
         _forget_if_elsewhere(module_name, base_dir)
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     finally:
         if added:
             sys.path.remove(str(base_dir))
+
+
+def resolve_callable(ref, base_dir=None, what="loader"):
+    """Import ``"package.module:function"``; ``base_dir`` is on sys.path meanwhile."""
+    module_name, _, attr = ref.partition(":")
+    module = _import(module_name, base_dir)
     target = module
     for part in attr.split("."):
         target = getattr(target, part, None)
@@ -271,47 +422,165 @@ def _loader(ref, base_dir, options):
     )
 
 
-def _finish(name, arrays):
-    x_train, y_train, x_test, y_test = (np.asarray(a) for a in arrays)
+def _check_discrete(where, values):
+    """Refuse float labels with non-integer values: a regression target is no class."""
+    fractional = np.unique(values[values != np.round(values)])
+    if len(fractional):
+        examples = ", ".join(f"{v:g}" for v in fractional[:2])
+        raise ValueError(
+            f"{where}: labels look continuous ({len(fractional)} distinct non-integer values, "
+            f"e.g. {examples}): noisewise studies are classification tasks; regression is "
+            "not supported yet"
+        )
+
+
+def _is_missing(v):
+    if isinstance(v, (str, bytes)):
+        return not v.strip()
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def _kind(v):
+    if isinstance(v, (str, bytes)):
+        return "text"
+    return "number" if isinstance(v, (int, float, np.number)) else type(v).__name__
+
+
+def _labels(name, key, y):
+    """Class labels of one split, checked: none missing, none continuous, one kind."""
+    if y.dtype.kind == "O":  # a loader's lists: None, NaN and "" are missing labels
+        missing = [i for i, v in enumerate(y.tolist()) if _is_missing(v)]
+        if missing:
+            raise ValueError(f"{name}: {key}: {_plural(len(missing), 'empty label')} at "
+                             f"{_rows(missing)} (counting from 0)")
+        kinds = {_kind(v) for v in y.tolist()}
+        if kinds not in ({"text"}, {"number"}):
+            raise ValueError(f"{name}: {key}: labels must all be numbers or all be text. "
+                             f"Received kinds: {sorted(kinds)}")
+        y = np.array(y.tolist())
+    if y.dtype.kind in "US":
+        empty = np.flatnonzero(np.char.strip(y) == y.dtype.type()).tolist()
+        if empty:
+            raise ValueError(f"{name}: {key}: {_plural(len(empty), 'empty label')} at "
+                             f"{_rows(empty)} (counting from 0)")
+    elif y.dtype.kind == "f":
+        missing = np.flatnonzero(~np.isfinite(y)).tolist()
+        if missing:
+            count = _plural(len(missing), "missing or non-finite label")
+            raise ValueError(f"{name}: {key}: {count} (nan or inf) at {_rows(missing)} "
+                             "(counting from 0)")
+        _check_discrete(f"{name}: {key}", y)
+    elif y.dtype.kind not in "biu":
+        raise ValueError(f"{name}: {key}: labels must be class ids or names (integers or "
+                         f"text). Received dtype: {y.dtype}")
+    return y
+
+
+def _position(index):
+    row, rest = index[0], tuple(int(i) for i in index[1:])
+    if not rest:
+        return f"row {row}"
+    return f"row {row} col {rest[0]}" if len(rest) == 1 else f"row {row}, position {rest}"
+
+
+def _features(name, key, x, nonfinite, notes):
+    """float32 features; NaN, +-inf and values beyond float32 refused (or their rows dropped).
+
+    Returns the features and the mask of the rows kept (None when all are).
+    """
+    if x.dtype.kind == "c":
+        raise ValueError(f"{name}: {key} holds complex numbers; features must be real")
+    if x.dtype.kind not in "biuf":  # a loader's lists or text
+        try:
+            x = np.asarray(x, dtype="float64")
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{name}: {key}: features must be numbers ({e})") from None
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32 becomes inf: refused
+        x32 = np.ascontiguousarray(x, dtype="float32")
+    bad = ~np.isfinite(x32)
+    if not bad.any():
+        return x32, None
+    rows = bad.reshape(len(x32), -1).any(axis=1)
+    if nonfinite == "drop":
+        notes.append(f"{name}: dropped {int(rows.sum())} of {_plural(len(x32), 'row')} of "
+                     f"{key} with non-finite values")
+        return x32[~rows], ~rows
+    where = []
+    for flat in np.flatnonzero(bad.ravel())[:_SHOWN]:
+        index = np.unravel_index(flat, x32.shape)
+        original = x[index]
+        shown = f"{original}" if not np.isfinite(original) else f"{original:g} (beyond float32)"
+        where.append(f"{shown} at {_position(index)}")
+    more = ", ..." if bad.sum() > _SHOWN else ""
+    raise ValueError(f"{name}: {key} has {_plural(int(bad.sum()), 'non-finite value')} "
+                     f"({', '.join(where)}{more}); {_DROP_HELP}")
+
+
+def _finish(name, arrays, nonfinite="refuse", notes=()):
+    notes = list(notes)
+    # Lists as objects: np.asarray would turn [0, "a"] into the strings "0" and "a".
+    x_train, y_train, x_test, y_test = (
+        np.asarray(a, dtype=object) if isinstance(a, (list, tuple)) else np.asarray(a)
+        for a in arrays)
+    checked = {}
     for label, y, x in (("train", y_train, x_train), ("test", y_test, x_test)):
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
-        if y.ndim != 1 or len(y) != len(x) or len(x) == 0:
+        if y.ndim != 1 or x.ndim == 0 or len(y) != len(x) or len(x) == 0:
             raise ValueError(
                 f"{name}: y_{label} must be one label per row of x_{label} (class ids). "
                 f"Received: x_{label}.shape={x.shape}, y_{label}.shape={y.shape}"
             )
+        y = _labels(name, f"y_{label}", y)
+        x, kept = _features(name, f"x_{label}", x, nonfinite, notes)
+        y = y if kept is None else y[kept]
+        if len(x) == 0:
+            raise ValueError(f"{name}: every row of x_{label} has a non-finite value")
+        checked[label] = x, y
+    (x_train, y_train), (x_test, y_test) = checked["train"], checked["test"]
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ValueError(
             f"{name}: x_train and x_test must have the same feature shape. "
             f"Received: {x_train.shape[1:]} and {x_test.shape[1:]}"
         )
-    y_train, y_test = y_train.reshape(-1), y_test.reshape(-1)
+    if (y_train.dtype.kind in "US") != (y_test.dtype.kind in "US"):
+        raise ValueError(f"{name}: y_train and y_test must both hold numbers or both text. "
+                         f"Received dtypes: {y_train.dtype} and {y_test.dtype}")
     classes, codes = np.unique(np.concatenate([y_train, y_test]), return_inverse=True)
     if len(classes) < 2:
         raise ValueError(f"{name}: labels need at least 2 classes. Received: {classes.tolist()}")
-    codes = codes.astype("int32")
-    return Dataset(
-        name,
-        np.ascontiguousarray(x_train, dtype="float32"), codes[: len(y_train)],
-        np.ascontiguousarray(x_test, dtype="float32"), codes[len(y_train):],
-        len(classes),
-    )
+    codes = codes.astype("int32").reshape(-1)
+    return Dataset(name, x_train, codes[: len(y_train)], x_test, codes[len(y_train):],
+                   len(classes), tuple(notes))
 
 
 _CACHE = {}
+
+
+def _data_file(base, relative):
+    path = base / relative
+    if not path.exists():
+        raise ValueError(f"{relative}: no such data file (looked in {base.resolve()})")
+    if path.is_dir():
+        raise ValueError(f"{relative}: is a folder, not a .npz or .csv data file")
+    return path
 
 
 def load_dataset(data, base_dir=None):
     """Load the dataset described by a validated ``[data]`` table.
 
     Args:
-        data: The ``[data]`` table (``name``, ``path`` or ``loader``, plus options).
+        data: The ``[data]`` table (``name``, ``path`` or ``loader``, plus options;
+            ``nonfinite = "drop"`` drops the rows of user data with non-finite
+            features instead of refusing them).
         base_dir: Folder that relative paths and loader modules are resolved
             against (the spec's folder); default the current directory.
 
     Returns:
         A :class:`Dataset`. Built-in datasets are cached per process.
+
+    Raises:
+        ValueError: The data cannot be used as it is (the message says where).
     """
     data = dict(data)
     key = json.dumps(data, sort_keys=True, default=str)
@@ -323,11 +592,50 @@ def load_dataset(data, base_dir=None):
             _CACHE[key] = _finish(name, _BUILDERS[name](**options))
         return _CACHE[key]
     base = Path(base_dir or os.getcwd())
+    nonfinite = data.pop("nonfinite", "refuse")
     if "path" in data:
-        path = base / data.pop("path")
+        path = _data_file(base, data.pop("path"))
         options = {k: v for k, (v, _) in FILE_OPTIONS[path.suffix.lower()].items()}
         options.update(data)
-        arrays = _npz(path) if path.suffix.lower() == ".npz" else _csv(path, **options)
-        return _finish(path.name, arrays)
+        notes = []
+        if path.suffix.lower() == ".npz":
+            arrays = _npz(path)
+        else:
+            arrays = _csv(path, nonfinite=nonfinite, notes=notes, **options)
+        return _finish(path.name, arrays, nonfinite, notes)
     ref = data.pop("loader")
-    return _finish(ref, _loader(ref, base, data))
+    return _finish(ref, _loader(ref, base, data), nonfinite)
+
+
+def fingerprint(dataset):
+    """sha256 of a dataset's four arrays (dtype, shape and bytes) and its class count.
+
+    Two loads of the same data give the same fingerprint; any changed value,
+    row or label changes it.
+    """
+    h = hashlib.sha256()
+    for key in _KEYS:
+        a = np.ascontiguousarray(getattr(dataset, key))
+        h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+        h.update(memoryview(a).cast("B"))
+    h.update(f"num_classes:{dataset.num_classes}".encode())
+    return h.hexdigest()
+
+
+def code_fingerprint(data, model, base_dir=None):
+    """sha256 of the source files of the user's loader and builder modules, or None.
+
+    The whole module file is hashed (a helper beside the function matters as
+    much as the function); None when both data and model are built-in.
+    """
+    refs = [(what, table[what]) for what, table in (("loader", data), ("builder", model))
+            if isinstance(table, dict) and what in table]
+    if not refs:
+        return None
+    h = hashlib.sha256()
+    for what, ref in refs:
+        module = _import(ref.partition(":")[0], base_dir)
+        source = getattr(module, "__file__", None)
+        h.update(f"{what}={ref}\n".encode())
+        h.update(Path(source).read_bytes() if source else b"(no source file)")
+    return h.hexdigest()

@@ -137,11 +137,19 @@ def noise_seed(seed, arm, index, site=0):
     return derive_seed(seed, "noise", arm, index, site)
 
 
+# Caps on the built-in models' sizes, checked in the spec: building the model
+# in the pre-flight allocates its weights, so a mistyped `hidden = [50000000]`
+# must be refused before that, not by the system's out-of-memory killer.
+MAX_UNITS = 100_000
+MAX_LAYERS = 1_000
+MAX_KERNEL = 1_000
+
+
 def _check_units(name, value):
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ValueError(f"`{name}` must be a non-empty list of positive integers. "
-                         f"Received: {name}={value!r}")
-    return [check_int(f"{name}[{i}]", v, low=1) for i, v in enumerate(value)]
+    if not isinstance(value, (list, tuple)) or not value or len(value) > MAX_LAYERS:
+        raise ValueError(f"`{name}` must be a non-empty list of at most {MAX_LAYERS:,} "
+                         f"positive integers. Received: {name}={value!r}")
+    return [check_int(f"{name}[{i}]", v, low=1, high=MAX_UNITS) for i, v in enumerate(value)]
 
 
 def _check_activation(name, value):
@@ -156,7 +164,7 @@ def _check_activation(name, value):
 
 
 def _check_size(name, value):
-    return check_int(name, value, low=1)
+    return check_int(name, value, low=1, high=MAX_KERNEL)
 
 
 # name -> {option: (default, check)}

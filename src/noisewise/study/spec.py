@@ -32,6 +32,22 @@ attacks, randomized smoothing or corruptions (format and metric names in
 ``adv_acc@fgsm_linf=0.1``, ...) are stored with the run's final metrics, so
 arms are compared on them like on ``val_accuracy``.
 
+User data (``path`` or ``loader``) may set ``[data] nonfinite = "drop"`` to
+drop the rows whose features are NaN or infinite instead of refusing the data
+(the default, ``"refuse"``, is not written into the normalised spec).
+
+Checked before anything runs: every number anywhere in the spec is finite
+(``train.learning_rate: `learning_rate` must be a finite number. Received:
+learning_rate=inf``) and integers fit TOML's 64 bits; the study name (at most
+100 characters as written, so an override's suffix still fits) and arm names
+(at most 100; expanded grid names at most 300) are non-empty, without leading
+or trailing whitespace and without control or invisible characters (terminal
+escapes, tabs, line breaks, zero-width and bidi marks), shown escaped in the
+error; and sizes have hard caps: ``study.seeds <= 10,000``, ``train.epochs <=
+1,000,000``, ``train.batch_size <= 1,000,000`` and at most 1,000 arms after
+grid expansion (the memory a study needs on this machine is the runner's
+pre-flight). A spec file must be a UTF-8 text file of at most 10 MiB.
+
 The spec hash is the sha256 of the canonical JSON (sorted keys) of the
 normalised spec without ``study.store``: the store uses it to refuse resuming
 a study whose spec changed.
@@ -56,19 +72,32 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 
 import keras
 
-from noisewise._validation import check_int, check_number, check_range
+from noisewise._validation import (
+    _is_real, check_int, check_name, check_number, check_range, is_finite_number,
+)
 from noisewise.study import datasets, models
 
 
 class SpecError(ValueError):
-    """An invalid study spec; the message starts with the offending key path."""
+    """An invalid study spec; the message starts with the offending key path.
+
+    The message is one printable line: a control or invisible character from
+    the spec (a key, a name, a cell of the data) is shown escaped (``\\x1b``),
+    so it never reaches a terminal raw.
+    """
+
+    def __init__(self, message):
+        text = str(message)
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -99,6 +128,23 @@ _TRAIN = {
     "optimizer_options": {}, "loss": "auto", "metrics": ["accuracy"], "validate_every": 1,
 }
 _SECTIONS = ("study", "data", "model", "train", "arms", "robustness")
+# Hard caps, checked before anything runs: a billion seeds or epochs once grew
+# memory until the system killed the process. What fits this machine (memory
+# of a chunk, size of the stored curves) is the runner's pre-flight.
+MAX_SEEDS = 10_000
+MAX_EPOCHS = 1_000_000
+MAX_BATCH_SIZE = 1_000_000
+MAX_ARMS = 1_000
+# Names reach terminals, reports and file names. The study name as written is
+# capped at MAX_NAME, so the suffix an override adds (":seeds=10000,epochs=
+# 1000000" at most, given the caps) always fits; an expanded grid arm's name
+# carries its grid values and gets more room.
+MAX_NAME = 100
+MAX_GRID_NAME = 300
+_OVERRIDE_SUFFIX = re.compile(r":(?:seeds=\d+(?:,epochs=\d+)?|epochs=\d+)$")
+_MAX_DEPTH = 32  # tables and lists nested deeper are no spec (and may be cyclic dicts)
+MAX_SPEC_BYTES = 10 * 2**20
+NONFINITE = ("refuse", "drop")
 _GRID_KEY = re.compile(r"^noise\[(\d+)\]\.([A-Za-z_]\w*)$")
 _AUGMENT_GRID_KEY = re.compile(r"^augment\[(\d+)\]\.([A-Za-z_]\w*)$")
 
@@ -116,9 +162,51 @@ def _table(value, path, required=True):
 
 
 def _unknown(table, allowed, path):
-    extra = sorted(set(table) - set(allowed))
+    extra = sorted(set(table) - set(allowed), key=str)
     if extra:
         _fail(f"{path}.{extra[0]}", f"unknown key; allowed keys: {', '.join(sorted(allowed))}")
+
+
+def _check_leaves(value, path, name, depth=0):
+    """Refuse NaN, +-inf and integers beyond TOML's 64 bits anywhere in a section.
+
+    One sweep before the section checks, so that every numeric key (noise
+    levels, optimizer options, loader arguments, robustness budgets) is
+    refused with its key path, including those only Keras reads later.
+    """
+    if depth > _MAX_DEPTH:
+        _fail(path, f"nested more than {_MAX_DEPTH} levels deep")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                _fail(path, f"keys must be strings. Received key: {key!r}")
+            _check_leaves(item, f"{path}.{key}", key, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_leaves(item, f"{path}[{i}]", f"{name}[{i}]", depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**63:
+            _fail(path, f"`{name}` must be a 64-bit integer (TOML's range). "
+                  f"Received: an integer of {value.bit_length()} bits")
+    elif _is_real(value) and not is_finite_number(value):
+        _fail(path, f"`{name}` must be a finite number. Received: {name}={value!r}")
+
+
+def _named(path, value, max_length):
+    return _checked(path, lambda n, v: check_name(n, v, max_length=max_length), "name", value)
+
+
+def _check_study_name(name):
+    if not isinstance(name, str) or not name.strip():
+        _fail("study.name", f"required: a non-empty string naming the study. Received: {name!r}")
+    suffix = _OVERRIDE_SUFFIX.search(name)
+    written = name[:suffix.start()] if suffix else name
+    if len(written) > MAX_NAME:
+        _fail("study.name", f"must be at most {MAX_NAME} characters (a --seeds or --epochs "
+              f"override adds a suffix to it). Received: {len(written)} characters, "
+              f"{written[:40]!r}...")
+    _named("study.name", name, MAX_NAME + len(suffix.group()) if suffix else MAX_NAME)
+    return name
 
 
 def _checked(path, check, name, value):
@@ -152,6 +240,13 @@ def _check_data(data):
               f"{', '.join(datasets.BUILTIN)}), `path` (.npz or .csv) or `loader` "
               f"('module:function'). Received keys: {sorted(data)}")
     source = sources[0]
+    # `nonfinite` (user data only) is written into the normalised spec only when
+    # it is not the default, so existing specs keep their hash.
+    nonfinite = data.pop("nonfinite", "refuse") if source != "name" else "refuse"
+    if nonfinite not in NONFINITE:
+        _fail("data.nonfinite", f"must be one of {', '.join(map(repr, NONFINITE))} (what to do "
+              f"with rows holding NaN or infinite values). Received: {nonfinite!r}")
+    extra = {"nonfinite": nonfinite} if nonfinite != "refuse" else {}
     if source == "name":
         name = data["name"]
         if name not in datasets.BUILTIN:
@@ -166,9 +261,9 @@ def _check_data(data):
             _fail("data.path", f"must be a .npz or .csv file. Received: {path!r}")
         catalog = datasets.FILE_OPTIONS[suffix]
         _unknown(data, ["path", *catalog], "data")
-        return {"path": path, **_options(data, catalog, "data")}
+        return {"path": path, **_options(data, catalog, "data"), **extra}
     _callable_ref(data["loader"], "data.loader")
-    return data
+    return {**data, **extra}
 
 
 def _check_model(model):
@@ -188,23 +283,25 @@ def _check_model(model):
     return {"name": name, **_options(model, models.BUILTIN[name], "model")}
 
 
-def _int(path, value, low):
-    return _checked(path, lambda n, v: check_int(n, v, low=low), path.rsplit(".", 1)[-1], value)
+def _int(path, value, low, high=None):
+    return _checked(path, lambda n, v: check_int(n, v, low=low, high=high),
+                    path.rsplit(".", 1)[-1], value)
 
 
 def _check_train(train):
     train = _table(train, "train", required=False)
     _unknown(train, _TRAIN, "train")
     out = {**copy.deepcopy(_TRAIN), **copy.deepcopy(train)}
-    for key in ("epochs", "batch_size", "validate_every"):
-        out[key] = _int(f"train.{key}", out[key], 1)
+    caps = {"epochs": MAX_EPOCHS, "batch_size": MAX_BATCH_SIZE, "validate_every": None}
+    for key, cap in caps.items():
+        out[key] = _int(f"train.{key}", out[key], 1, cap)
     out["learning_rate"] = _checked("train.learning_rate", lambda n, v: check_number(
         n, v, low=0.0, low_open=True), "learning_rate", out["learning_rate"])
     options = _table(out["optimizer_options"], "train.optimizer_options")
     try:
         keras.optimizers.get({"class_name": out["optimizer"],
                               "config": {"learning_rate": out["learning_rate"], **options}})
-    except (ValueError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 -- Keras raises several kinds for bad options
         _fail("train.optimizer", f"not a usable Keras optimizer with these options "
               f"({e}). Received: optimizer={out['optimizer']!r}, options={options}")
     if out["loss"] != "auto":
@@ -309,6 +406,8 @@ def _label(keys, combo):
 
 def _expand_arm(arm, path, position):
     name = arm.get("name")
+    if isinstance(name, str) and name:
+        _named(f"{path}.name", name, MAX_NAME)  # first: an escape sequence holds a bracket
     if not isinstance(name, str) or not name or any(c in name for c in "[]"):
         _fail(f"{path}.name", f"must be a non-empty string without brackets. Received: {name!r}")
     _unknown(arm, ["name", "noise", "grid", "augment", "augment_value_range"], path)
@@ -328,6 +427,10 @@ def _expand_arm(arm, path, position):
         normalised["augment_value_range"] = list(value_range)
     if not keys:
         return normalised, [_arm(name, clean, augment, value_range, position=position)]
+    size = math.prod(len(values) for *_, values in keys)
+    if position + size > MAX_ARMS:  # before expanding: a large grid is a large product
+        _fail(f"{path}.grid", f"expands to {size:,} arms, and a study has at most "
+              f"{MAX_ARMS:,} arms ({position} before this one)")
     grid = {key: [_plain_numbers({leaf: v})[leaf] if section == "noise" else v for v in values]
             for key, section, _, leaf, values in keys}
     normalised["grid"] = grid
@@ -344,6 +447,7 @@ def _expand_arm(arm, path, position):
         for (key, section, index, leaf, _), value in zip(keys, combo):
             entries[section][index][leaf] = value
         label = f"{name}[{_label(keys, combo)}]"
+        _named(f"{path}.grid", label, MAX_GRID_NAME)
         for i, entry in enumerate(entries["noise"]):
             _check_grid_value(entry, f"{path}.grid ({label}).noise[{i}]")
         for i, entry in enumerate(entries["augment"]):
@@ -483,14 +587,16 @@ class StudySpec:
 
 def validate(raw, base_dir=None):
     """Validate and normalise a spec dict; returns a :class:`StudySpec`."""
-    raw = copy.deepcopy(_table(raw, "spec"))
+    raw = _table(raw, "spec")
     _unknown(raw, _SECTIONS, "spec")
+    for section in _SECTIONS:
+        if section in raw:
+            _check_leaves(raw[section], section, section)
+    raw = copy.deepcopy(raw)
     study = dict(_table(raw.get("study"), "study"))
     _unknown(study, ["name", "seeds", "seed", "store", "reference"], "study")
-    name = study.get("name")
-    if not isinstance(name, str) or not name.strip():
-        _fail("study.name", f"required: a non-empty string naming the study. Received: {name!r}")
-    seeds = _int("study.seeds", study.get("seeds", 30), 1)
+    name = _check_study_name(study.get("name"))
+    seeds = _int("study.seeds", study.get("seeds", 30), 1, MAX_SEEDS)
     seed = _int("study.seed", study.get("seed", 0), 0)
     store = study.get("store")
     if store is not None and not isinstance(store, str):
@@ -506,11 +612,16 @@ def validate(raw, base_dir=None):
     arms_raw = raw.get("arms")
     if not isinstance(arms_raw, list) or not arms_raw:
         _fail("arms", "need at least one [[arms]] table (e.g. a baseline without noise)")
+    if len(arms_raw) > MAX_ARMS:
+        _fail("arms", f"a study has at most {MAX_ARMS:,} arms. Received: {len(arms_raw):,}")
     normalised_arms, arms = [], []
     for i, arm in enumerate(arms_raw):
         normal, expanded = _expand_arm(_table(arm, f"arms[{i}]"), f"arms[{i}]", len(arms))
         normalised_arms.append(normal)
         arms.extend(expanded)
+        if len(arms) > MAX_ARMS:
+            _fail("arms", f"a study has at most {MAX_ARMS:,} arms; arms[{i}] brings them "
+                  f"to {len(arms):,}")
     names = [a.name for a in arms]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
@@ -591,12 +702,39 @@ def load_spec(source, *, seeds=None, epochs=None, base_dir=None):
         raw = source
     else:
         path = Path(os.fspath(source))
-        try:
-            with open(path, "rb") as f:
-                raw = tomllib.load(f)
-        except FileNotFoundError:
-            raise SpecError(f"{path}: no such spec file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise SpecError(f"{path}: not valid TOML ({e})") from None
+        raw = _read_toml(path)
         base_dir = base_dir or path.resolve().parent
     return validate(_override(raw, seeds, epochs), base_dir)
+
+
+def _read_toml(path):
+    """The TOML file's tables; every way a path can fail to be a spec is a SpecError."""
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise SpecError(f"{path}: is a folder, not a spec file")
+        if not stat.S_ISREG(info.st_mode):  # a FIFO or a device could block or never end
+            raise SpecError(f"{path}: not a regular file, so not a spec file")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: {info.st_size:,} bytes is too large for a spec file "
+                            f"(at most {MAX_SPEC_BYTES:,})")
+        data = path.read_bytes()
+    except SpecError:
+        raise
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except (OSError, ValueError) as e:  # permissions, a name too long, a NUL in the path
+        detail = getattr(e, "strerror", None) or e
+        raise SpecError(f"{path}: cannot read the spec file ({detail})") from None
+    if b"\x00" in data:
+        raise SpecError(f"{path}: not a text file (it holds NUL bytes); a spec is a TOML file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not a text file (byte {e.start} is not UTF-8); a spec is "
+                        "a UTF-8 TOML file") from None
+    try:
+        return tomllib.loads(text.removeprefix("\ufeff"))  # an editor's byte-order mark
+    except (ValueError, RecursionError) as e:  # TOMLDecodeError, or nesting past the stack
+        detail = e if isinstance(e, ValueError) else "nested too deeply"
+        raise SpecError(f"{path}: not valid TOML ({detail})") from None
