@@ -99,12 +99,15 @@ def test_list_and_export(study, capsys):
     assert code == 0 and len(rows) == 4
     assert {r["arm"] for r in rows} == {"baseline", "input"}
     assert float(rows[0]["val_accuracy"]) == first["final"]["val_accuracy"]
+    assert {r["status"] for r in rows} == {"done"} and rows[0]["diverged_epoch"] == ""
+    assert rows[0]["error"] == "" and first["diverged_epoch"] is None
     target = store.parent / "curves.csv"
     code, _, _ = run_cli(capsys, "export", "cli", "--format", "csv", "--history",
                          "--store", store, "-o", target)
     curves = list(csv.DictReader(target.open()))
     assert code == 0 and len(curves) == 4 * 4 * 4  # runs x metrics x epochs
-    assert set(curves[0]) == {"study", "arm", "replica", "metric", "epoch", "value"}
+    assert set(curves[0]) == {"study", "arm", "replica", "status", "metric", "epoch", "value"}
+    assert {c["status"] for c in curves} == {"done"}
 
 
 def test_overrides_store_a_separate_quick_study(study, capsys):

@@ -10,7 +10,8 @@ import pytest
 
 from _report_stores import synthetic_store, trained_store
 from noisewise.study import Store, stats
-from noisewise.study.exports import add_cli_arguments, cmd_export, export_mlflow, export_tensorboard
+from noisewise.study.exports import (add_cli_arguments, cmd_export, default_export_path,
+                                     export_mlflow, export_tensorboard)
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +200,42 @@ def test_mlflow_arm_params_name_augmentation_and_apply_grid_points():
     assert params["augment[1].noise_std"] == 0.3  # the grid point, not the spec's 0.1
     assert params["noise[0].stddev"] == 0.2 and params["noise"] == "1"
     assert params["grid.augment[1].noise_std"] == 0.3
+
+
+def test_records_of_every_status_as_csv_and_json(study, tmp_path):
+    import csv
+    import io
+    import json
+
+    from noisewise.study.exports import write_records
+
+    for fmt in ("csv", "json"):
+        out = io.StringIO()
+        write_records(study[0], "exp", out, fmt)
+        if fmt == "csv":
+            rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+            assert list(rows[0])[:6] == ["study", "arm", "replica", "seed", "status",
+                                         "diverged_epoch"]
+            assert list(rows[0])[-1] == "error"
+        else:
+            rows = json.loads(out.getvalue())
+            assert {"status", "diverged_epoch", "error"} <= set(rows[0])
+        assert {r["status"] for r in rows} == {"done"}
+    with pytest.raises(ValueError, match="fmt"):
+        write_records(study[0], "exp", io.StringIO(), "xml")
+
+
+def test_export_targets_never_write_into_the_store(study, tmp_path, capsys):
+    from noisewise.cli import main
+
+    store = study[0]
+    before = store.read_bytes()
+    code = main(["export", "exp", "--format", "tensorboard", "--store", str(store),
+                 "-o", str(store)])
+    assert code == 2 and "is the store this command reads" in capsys.readouterr().err
+    code = main(["export", "exp", "--format", "mlflow", "--store", str(store),
+                 "--tracking-uri", f"sqlite:///{store}"])
+    assert code == 2 and "MLflow tables" in capsys.readouterr().err
+    assert store.read_bytes() == before
+    assert default_export_path("a/s.db", "a/b", "tensorboard").name != \
+        default_export_path("a/s.db", "a_b", "tensorboard").name

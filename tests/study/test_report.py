@@ -204,8 +204,10 @@ def test_report_after_run_writes_next_to_the_store_and_prints_the_path(studies):
     path = report_after_run(outcome, stream=out)
     assert path == default_report_path(store, "single") == store.with_name("single-single.html")
     assert path.is_file() and out.getvalue() == f"report: {path}\n"
-    assert default_report_path("a/s.db", "circles:seeds=2,epochs=50").name == \
-        "s-circles_seeds_2_epochs_50.html"
+    # A name that had to change carries a hash of the exact name: never shared.
+    quick = default_report_path("a/s.db", "circles:seeds=2,epochs=50").name
+    assert re.fullmatch(r"s-circles_seeds_2_epochs_50-[0-9a-f]{8}\.html", quick)
+    assert default_report_path("a/s.db", "circles_seeds=2,epochs=50").name != quick
 
 
 def test_cli_subcommand(studies, tmp_path, capsys):
@@ -336,3 +338,48 @@ def test_trained_studies_report_from_a_fresh_process_and_render(tmp_path):
             runs = s.runs(s.study(name)["id"])
         mean = stats.summarize(runs)["baseline"].mean
         assert float(page.rows["baseline"][2]) == mean
+
+
+def test_report_replaces_only_its_own_pages(studies, tmp_path):
+    from noisewise._files import OutputRefused
+
+    store, _, made = studies["single"]
+    assert '<meta name="generator" content="noisewise ' in made.read_text()[:1000]
+    out = tmp_path / "mine.html"
+    first = write_report(store, "single", out).stat().st_ino
+    assert write_report(store, "single", out).stat().st_ino != first  # its own: replaced
+    out.write_text("<html>someone's page</html>")
+    with pytest.raises(OutputRefused, match="not written by noisewise.*--force"):
+        write_report(store, "single", out)
+    assert out.read_text() == "<html>someone's page</html>"
+    assert "Noise study" in write_report(store, "single", out, force=True).read_text()
+    for target, protect in ((store, ()), (tmp_path / "spec.txt", [tmp_path / "spec.txt"])):
+        target.touch()
+        before = target.read_bytes()
+        with pytest.raises(OutputRefused, match="even with --force"):
+            write_report(store, "single", target, force=True, protect=protect)
+        assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.html", "spec.txt"]
+
+
+def test_report_after_run_leaves_a_foreign_file_and_says_where_to_write(studies, tmp_path):
+    store = tmp_path / "s.db"
+    store.write_bytes(studies["single"][0].read_bytes())
+    foreign = default_report_path(store, "single")
+    foreign.write_text("not a report")
+    out = io.StringIO()
+    assert report_after_run(StudyRun("single", str(store), 1, 2, 0, 2, 0, 1.0), stream=out) is None
+    assert foreign.read_text() == "not a report"
+    line = out.getvalue()
+    assert line.count("\n") == 1 and "report not written" in line
+    assert f'noisewise report "single" --store {store} -o FILE' in line
+
+
+def test_long_and_unsafe_study_names_make_distinct_short_file_names():
+    names = ["n" * 300, "n" * 299 + "m", "a/b", "a_b", "a b", "..", "-rf", "CON", "é"]
+    paths = [default_report_path("x/s.db", n).name for n in names]
+    assert len(set(paths)) == len(names)
+    assert all(len(p) <= 90 and re.fullmatch(r"s-[A-Za-z0-9._-]+\.html", p) for p in paths)
+    assert default_report_path("x/s.db", "a_b").name == "s-a_b.html"  # safe names kept as is
+    with pytest.raises(ValueError, match="non-empty string"):
+        default_report_path("x/s.db", "")

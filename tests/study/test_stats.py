@@ -146,7 +146,7 @@ def test_compare_pairs_only_common_finite_replicas_and_loss_direction():
     c = compare(runs, "a", metric="val_loss")["b"]
     assert c.n == 2 and c.mean_diff == pytest.approx(-0.1)
     assert c.prob_better == 1.0 and not c.higher_is_better  # lower loss is better
-    assert "paired on the 2 replicas" in c.note
+    assert "paired on 2 of 4 seeds" in c.note and "1 diverged in 'b'" in c.note
     assert is_higher_better("val_accuracy") and not is_higher_better("best_val_mae")
 
 
@@ -221,3 +221,44 @@ def test_stats_from_store_records(tmp_path):
     assert list(summarize(runs)) == ["b", "n"]  # spec order, not write order
     c = compare(runs)  # reference flagged by the store: the first arm, "b"
     assert list(c) == ["n"] and c["n"].mean_diff == pytest.approx(0.125)
+
+
+def test_run_status_and_counts_of_lost_runs():
+    from noisewise.study.stats import run_counts, run_status
+
+    assert run_status({"status": "done", "final": {"loss": 0.3, "val_loss": float("inf")}}) \
+        == "diverged"  # an older store's diverged run
+    assert run_status({"status": "done", "final": {"loss": 0.3, "val_accuracy": float("nan")}}) \
+        == "done"  # a missing metric is not divergence
+    assert run_status({"status": "failed", "final": {}}) == "failed"
+    runs = make_runs({"a": [0.8, 0.9, 0.7], "b": [0.5, 0.6, 0.7]})
+    runs[3].update(status="diverged", diverged_epoch=7)
+    runs[4].update(status="diverged", diverged_epoch=4)
+    runs[5].update(status="failed")
+    counts = run_counts(runs)
+    assert (counts["b"].done, counts["b"].diverged, counts["b"].failed) == (0, 2, 1)
+    assert counts["b"].first_diverged_epoch == 4 and counts["b"].all_diverged
+    assert counts["b"].text() == "2 diverged (first at epoch 4), 1 failed"
+    assert counts["a"].text() == "" and not counts["a"].lost
+
+
+def test_a_reference_that_lost_every_run_falls_back_to_an_arm_that_finished():
+    runs = make_runs({"ref": [0.5, 0.5], "x": [0.8, 0.9], "y": [0.7, 0.6]})
+    for r in runs:
+        r["is_reference"] = r["arm"] == "ref"
+        if r["arm"] == "ref":
+            r["status"] = "diverged"
+    assert list(summarize(runs)) == ["x", "y"]
+    c = compare(runs)
+    assert list(c) == ["y"] and c["y"].reference == "x"
+    with pytest.raises(ValueError, match="arm with done runs"):
+        compare(runs, "ref")
+
+
+def test_unpaired_seeds_are_named_with_the_reason():
+    runs = make_runs({"a": [0.8, 0.9, 0.7, 0.8], "b": [0.5, 0.6, 0.7, 0.6]})
+    runs[4]["status"] = "diverged"
+    runs[1]["status"] = "failed"
+    note = compare(runs, "a")["b"].note
+    assert "paired on 2 of 4 seeds, those both arms finished (1 diverged in 'b', " \
+           "1 failed in 'a')" in note

@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 
+from noisewise._files import OutputRefused, atomic_open, check_output, png_metadata
 from noisewise.augment.corruptions import CORRUPTIONS, PRESETS, corrupt
 from noisewise.augment.image import image_pipeline
 
@@ -133,7 +134,9 @@ def preview_grid(spec, images, *, value_range=(0, 255), samples=5, seed=0, prese
         samples: Augmented draws per image (pipelines only).
         seed: Seed for the draws.
         preset: Corruption constants, ``"imagenet"`` or ``"cifar"``.
-        output: Optional PNG path.
+        output: Optional PNG path, written whole or not at all (a temporary
+            file beside it is renamed onto it); it is replaced whatever it
+            holds: the command line checks it first (``--force``).
         arm: Arm to take the ``augment`` list from when ``spec`` is a study.
 
     Returns:
@@ -163,12 +166,21 @@ def preview_grid(spec, images, *, value_range=(0, 255), samples=5, seed=0, prese
             _show(axes[r][c], columns[c][r], value_range, titles[c] if r == 0 else None)
     fig.tight_layout()
     if output:
-        fig.savefig(output, dpi=100)
+        fmt = os.path.splitext(os.fspath(output))[1].lstrip(".").lower() or "png"
+        with atomic_open(output, "wb") as f:
+            fig.savefig(f, dpi=100, format=fmt,
+                        metadata=png_metadata() if fmt == "png" else None)
         plt.close(fig)
     return fig
 
 
 def _run(args):
+    inputs = [p for p in (args.image, args.spec) if p and os.path.isfile(p)]
+    try:  # onto an input never; onto a file noisewise did not write only with --force
+        check_output(args.output, protect=[("input", p) for p in inputs], force=args.force)
+    except OutputRefused as err:
+        print(f"noisewise augment preview: error: {err}", file=sys.stderr)
+        return 2
     try:
         images, value_range = load_images(
             image=args.image, dataset=args.dataset, count=args.count,
@@ -200,6 +212,8 @@ def add_cli(subparsers):
     source.add_argument("--image", help="image file to augment")
     source.add_argument("--dataset", choices=DATASETS, help="built-in images")
     p.add_argument("-o", "--output", default="augment_preview.png", help="PNG file to write")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing -o file that noisewise did not write")
     p.add_argument("--samples", type=int, default=5, help="augmented samples per image")
     p.add_argument("--count", type=int, default=2, help="images taken from --dataset")
     p.add_argument("--seed", type=int, default=0)

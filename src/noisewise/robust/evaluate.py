@@ -10,12 +10,16 @@ robustness evaluation from a config dict and returns flat metrics, so a study
 can compare arms on robustness as well as clean accuracy.
 """
 
+import functools
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
-from noisewise._validation import check_choice, check_int, check_range
+from noisewise._files import OutputRefused, atomic_path, check_output
+from noisewise._validation import check_choice, check_int, check_number, check_range
 from noisewise.random import derive_seed
 from noisewise.robust import _model
 
@@ -116,7 +120,8 @@ def noise_sweep(model, x, y, noise="gaussian", levels=(0.0, 0.1, 0.2, 0.3, 0.5),
         y = _model.labels(y, spec)
     elif not callable(metric):
         raise ValueError(f"`metric` must be 'accuracy' or a callable. Received: metric={metric!r}")
-    levels = [float(v) for v in levels]
+    # Each level checked up front: an infinite one would fail only after the others ran.
+    levels = [check_number(f"levels[{i}]", v) for i, v in enumerate(levels)]
     scores = np.zeros((len(levels), draws))
     for i, level in enumerate(levels):
         for d in range(draws):
@@ -322,7 +327,51 @@ def add_cli(subparsers):
     """Register ``noisewise robustness MODEL.keras --data NAME|FILE.npz ...`` on argparse subparsers.
 
     Returns the subcommand's parser; its ``func`` default runs it and returns the exit code.
+    ``--json FILE`` never replaces the model, the data or the config, nor (without
+    ``--force``) any existing file, and is written whole or not at all.
     """
     from noisewise.robust._cli import add_parser
 
-    return add_parser(subparsers)
+    p = add_parser(subparsers)
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --json file (never the model, data or config)")
+    p.set_defaults(func=_guarded(p.get_default("func")))
+    return p
+
+
+def _guarded(run):
+    """``run`` with its ``--json`` file checked first and moved into place only when whole."""
+
+    @functools.wraps(run)
+    def guarded(args):
+        target = getattr(args, "json_out", None)
+        if not target or target == "-":
+            return run(args)
+        inputs = [p for p in (args.model, args.data, args.config) if p and os.path.isfile(p)]
+        try:
+            check_output(target, protect=[("input", p) for p in inputs],
+                         force=getattr(args, "force", False), ours=None)
+        except OutputRefused as err:
+            print(f"noisewise robustness: {err}", file=sys.stderr)
+            return 2
+        try:  # the command writes beside the target; it replaces it only on success
+            with atomic_path(target) as tmp:
+                args.json_out = str(tmp)
+                code = run(args)
+                if code != 0:
+                    raise _Failed(code)
+        except _Failed as failed:
+            return failed.code
+        finally:
+            args.json_out = target
+        return code
+
+    return guarded
+
+
+class _Failed(Exception):
+    """The wrapped command returned a nonzero exit code: keep the old --json file."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code

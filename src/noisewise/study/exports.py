@@ -1,6 +1,10 @@
-"""Export a stored study to TensorBoard event files or to MLflow runs.
+"""Export a stored study: one record per run (CSV, JSON), TensorBoard event files, MLflow runs.
 
-Both read the store alone and need an optional extra:
+:func:`write_records` writes every run, whatever its status, with its
+``status`` (``done``, ``diverged``, ``failed``), ``diverged_epoch`` and
+``error``, so a diverged or failed run is never mistaken for a result.
+
+TensorBoard and MLflow read the store alone and need an optional extra:
 
 - ``pip install "noisewise[tensorboard]"``: event files written with
   TensorBoard's own record writer and protos (never importing TensorFlow, which
@@ -39,9 +43,12 @@ Example:
 """
 
 import copy
+import csv
 import datetime
+import hashlib
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -50,8 +57,10 @@ from pathlib import Path
 
 import numpy as np
 
+from noisewise._files import OutputRefused, safe_name
 from noisewise.study import stats
-from noisewise.study.store import Store, StoreError
+from noisewise.study.report import open_store
+from noisewise.study.store import StoreError
 
 FORMATS = ("tensorboard", "mlflow")
 _GRID_KEY = re.compile(r"^(noise|augment)\[(\d+)\]\.(\w+)$")
@@ -69,18 +78,100 @@ def _need(module, extra):
 
 def _read(store_path, study):
     store_path = Path(os.fspath(store_path))
-    if not store_path.is_file():
-        raise StoreError(f"{store_path}: no such store (run a study first, or pass --store)")
-    with Store(store_path) as store:
+    with open_store(store_path) as store:
         if study is None:
             names = [s["name"] for s in store.studies()]
             if not names:
                 raise StoreError(f"{store_path}: holds no studies")
             study = names[-1]
         info = store.study(study)
-        runs = store.runs(info["id"])
+        # Only finished runs: a diverged run's curves describe a broken model.
+        runs = [r for r in store.runs(info["id"]) if stats.run_status(r) == "done"]
         curves = {h["run_id"]: h for h in store.history(info["id"])}
     return store_path, info, runs, curves
+
+
+# -- CSV and JSON -------------------------------------------------------------
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def records(store_path, study=None):
+    """``(study name, run record, history)`` of every run of a study, any status.
+
+    The record's ``status`` is :func:`noisewise.study.stats.run_status` (a
+    done run of an older store whose loss is not finite reads ``diverged``)
+    and it has ``diverged_epoch`` (None when not diverged or not known);
+    ``history`` is ``{metric: {"epoch": [...], "value": [...]}}``.
+    """
+    with open_store(store_path) as store:
+        if study is None:
+            names = [s["name"] for s in store.studies()]
+            if not names:
+                raise StoreError(f"{store.path}: holds no studies")
+            study = names[-1]
+        info = store.study(study)
+        curves = {r["run_id"]: r for r in store.history(info["id"], status=None)}
+        runs = store.runs(info["id"], status=None)
+    out = []
+    for run in runs:
+        curve = curves.get(run["id"], {"history": {}, "epochs": {}})
+        run = {**run, "status": stats.run_status(run),
+               "diverged_epoch": run.get("diverged_epoch")}
+        out.append((info["name"], run, {
+            metric: {"epoch": curve["epochs"][metric].tolist(), "value": values.tolist()}
+            for metric, values in curve["history"].items()}))
+    return out
+
+
+def write_records(store_path, study, out, fmt, *, history=False):
+    """Write one record per run of ``study`` to the open text file ``out``.
+
+    Args:
+        store_path: The study store (opened read-only).
+        study: Study name (None: the latest).
+        out: A text file (open it with ``newline=""`` for CSV).
+        fmt: ``"json"``: a list of records (study, arm, replica, seed, status,
+            diverged_epoch, backend, versions, wall_s, final, history, error;
+            non-finite numbers as null). ``"csv"``: one row per run with the
+            final metrics as columns, ``status``, ``diverged_epoch`` and
+            ``error``; with ``history=True`` the learning curves in long form
+            (study, arm, replica, status, metric, epoch, value).
+    """
+    rows = records(store_path, study)
+    if fmt == "json":
+        keys = ("arm", "replica", "seed", "status", "diverged_epoch", "backend", "versions",
+                "wall_s", "final")
+        data = [{"study": name, **{k: r[k] for k in keys}, "history": curves, "error": r["error"]}
+                for name, r, curves in rows]
+        json.dump(_json_safe(data), out, indent=1, allow_nan=False)
+        out.write("\n")
+        return
+    if fmt != "csv":
+        raise ValueError(f"`fmt` must be 'csv' or 'json'. Received: fmt={fmt!r}")
+    writer = csv.writer(out)
+    if history:
+        writer.writerow(["study", "arm", "replica", "status", "metric", "epoch", "value"])
+        for name, r, curves in rows:
+            for metric, curve in sorted(curves.items()):
+                for epoch, value in zip(curve["epoch"], curve["value"]):
+                    writer.writerow([name, r["arm"], r["replica"], r["status"], metric, epoch,
+                                     value])
+        return
+    finals = sorted({k for _, r, _ in rows for k in r["final"]})
+    writer.writerow(["study", "arm", "replica", "seed", "status", "diverged_epoch", "backend",
+                     "wall_s", *finals, "error"])
+    for name, r, _ in rows:
+        writer.writerow([name, r["arm"], r["replica"], r["seed"], r["status"],
+                         "" if r["diverged_epoch"] is None else r["diverged_epoch"],
+                         r["backend"], r["wall_s"], *(r["final"].get(k, "") for k in finals),
+                         r["error"] or ""])
 
 
 def _seconds(text):
@@ -101,14 +192,19 @@ def _clock(run, epochs):
 
 
 def _safe(name):
-    return re.sub(r"[\\/]+", "_", name).strip(".") or "_"
+    """An arm's folder name: readable (TensorBoard shows it), never a path, never shared."""
+    safe = re.sub(r"[\\/\x00-\x1f]+", "_", name).strip(".")[:120] or "_"
+    if safe != name:
+        safe += "-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return safe
 
 
 def default_export_path(store_path, study, kind):
-    """``<store folder>/<store stem>-<study>-<kind>`` (``kind``: tensorboard, mlflow.db)."""
+    """``<store folder>/<store stem>-<study>-<kind>`` (``kind``: tensorboard, mlflow.db);
+    the study name made file-safe by :func:`noisewise._files.safe_name`."""
     store_path = Path(os.fspath(store_path))
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study).strip("_") or "study"
-    return store_path.with_name(f"{store_path.stem}-{safe}-{kind}")
+    stem = store_path.stem if len(store_path.stem) <= 100 else safe_name(store_path.stem, 100)
+    return store_path.with_name(f"{stem}-{safe_name(study)}-{kind}")
 
 
 # -- TensorBoard --------------------------------------------------------------
@@ -376,16 +472,34 @@ def add_cli_arguments(parser):
     return parser
 
 
+def _check_target(path, store, what):
+    """Refuse an export target that is the store (or its side file) or an existing file."""
+    path = Path(os.fspath(path))
+    for source in (store, f"{store}-wal", f"{store}-shm", f"{store}-journal"):
+        if path.resolve() == Path(source).resolve() or (
+                path.exists() and os.path.exists(source) and os.path.samefile(path, source)):
+            raise OutputRefused(path, "is the store this command reads",
+                                f"refusing to write {what} into it: choose another target")
+    if what == "TensorBoard event files" and path.exists() and not path.is_dir():
+        raise OutputRefused(path, "exists and is not a folder",
+                            "give a log folder for the event files")
+
+
 def cmd_export(args):
     """``noisewise export STUDY --format tensorboard|mlflow``; ``-o`` is the TensorBoard
     log folder. Prints where the study went; returns the exit code."""
     store = args.store or "noisewise.db"
     if args.format == "tensorboard":
+        if args.output:
+            _check_target(args.output, store, "TensorBoard event files")
         logdir = export_tensorboard(store, args.study, args.output,
                                     overwrite=getattr(args, "overwrite", False))
         print(f"tensorboard --logdir {logdir}")
         return 0
     if args.format == "mlflow":
+        uri = getattr(args, "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI") or ""
+        if uri.startswith("sqlite:///"):  # MLflow would create its tables in that file
+            _check_target(uri[len("sqlite:///"):], store, "MLflow tables")
         out = export_mlflow(store, args.study, getattr(args, "tracking_uri", None),
                             getattr(args, "experiment", None),
                             overwrite=getattr(args, "overwrite", False))

@@ -16,6 +16,15 @@ figure is an embedded PNG (matplotlib, Agg). It holds:
 - the spec as TOML (ready for ``noisewise run``), the environment (backend,
   versions, seeds) and the store it came from.
 
+Diverged and failed runs are left out of every statistic and figure; the
+table says how many runs each arm lost, a warning box names them, and an arm
+whose every run diverged gets one row saying so and no numbers.
+
+The store is opened read-only (a store in a read-only folder can be
+reported), and the report never replaces the store, a protected input, or a
+file noisewise did not write (:mod:`noisewise._files`); the page carries a
+``generator`` mark so a later report may replace it.
+
 Statistics come from :mod:`noisewise.study.stats`; a study with one seed per
 arm gets the means and a plain statement that no interval or test is possible.
 
@@ -37,15 +46,16 @@ Example:
 
 import datetime
 import html
+import inspect
 import json
 import math
 import os
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from noisewise._files import OutputRefused, atomic_write, check_output, safe_name
 from noisewise.study import report_plots as plots
 from noisewise.study import stats
 from noisewise.study.report_html import page, spec_to_toml
@@ -53,15 +63,37 @@ from noisewise.study.store import Store, StoreError
 
 DEFAULT_STORE = "noisewise.db"
 
-__all__ = ["add_cli", "cmd_report", "default_report_path", "report_after_run",
+__all__ = ["add_cli", "cmd_report", "default_report_path", "open_store", "report_after_run",
            "spec_to_toml", "write_report"]
 
 
+def open_store(path):
+    """The store at ``path`` opened read-only: never created, never modified.
+
+    Raises:
+        StoreError: No such file, or it is not a noisewise store.
+    """
+    path = Path(os.fspath(path))
+    if not path.is_file():
+        raise StoreError(f"{path}: no such store (run a study first, or pass --store)")
+    if "readonly" in inspect.signature(Store).parameters:
+        return Store(path, readonly=True)
+    # A Store without read-only opening would write a schema into an empty file.
+    if path.stat().st_size == 0:
+        raise StoreError(f"{path}: not a noisewise store (empty file); refusing to modify it")
+    return Store(path)
+
+
 def default_report_path(store_path, study_name):
-    """``<store folder>/<store stem>-<study>.html``, the study name made file-safe."""
+    """``<store folder>/<store stem>-<study>.html``, the study name made file-safe.
+
+    The name part comes from :func:`noisewise._files.safe_name`: names that
+    had to change carry a hash of the exact name, so two studies never share
+    a report file, and long names are capped.
+    """
     store_path = Path(os.fspath(store_path))
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", study_name).strip("_") or "study"
-    return store_path.with_name(f"{store_path.stem}-{safe}.html")
+    stem = store_path.stem if len(store_path.stem) <= 100 else safe_name(store_path.stem, 100)
+    return store_path.with_name(f"{stem}-{safe_name(study_name)}.html")
 
 
 def _latest(store):
@@ -84,11 +116,18 @@ def _load(store, name, metric):
     train = metric[4:] if metric.startswith("val_") else metric
     val = f"val_{train}"
     names = [train, val] + (["loss", "val_loss"] if train != "loss" else [])
+    records = store.runs(info["id"], status=None)
+    by_status = {s: [r for r in records if stats.run_status(r) == s]
+                 for s in ("done", "diverged", "failed")}
+    done = {r["id"] for r in by_status["done"]}
+    history = store.history(info["id"], metrics=list(dict.fromkeys(names)))
     return {
         "info": info, "spec": spec, "metric": metric, "train": train,
-        "runs": store.runs(info["id"]),
-        "failed": store.runs(info["id"], status="failed"),
-        "history": store.history(info["id"], metrics=list(dict.fromkeys(names))),
+        "runs": by_status["done"], "failed": by_status["failed"],
+        "diverged": by_status["diverged"], "all": records,
+        "counts": stats.run_counts(records),
+        # Older stores hold diverged runs as done: their curves stay out too.
+        "history": [h for h in history if h["run_id"] in done],
     }
 
 
@@ -173,7 +212,7 @@ def _figures(d, arms, summary, grids, reference):
 
 
 def _environment(d):
-    runs = d["runs"] + d["failed"]
+    runs = d["all"]
     combos = {}
     for r in runs:
         key = json.dumps({"backend": r["backend"], **(r["versions"] or {})}, sort_keys=True)
@@ -188,7 +227,8 @@ def _environment(d):
             "last": max(finished) if finished else None}
 
 
-def write_report(store_path, study_name=None, out_path=None, *, metric=None):
+def write_report(store_path, study_name=None, out_path=None, *, metric=None, force=False,
+                 protect=()):
     """Write the HTML report of a stored study.
 
     Args:
@@ -198,47 +238,50 @@ def write_report(store_path, study_name=None, out_path=None, *, metric=None):
             next to the store). Its folder is created if missing.
         metric: Final metric of the table and plots (default ``val_<first
             metric of the spec>``, e.g. ``val_accuracy``).
+        force: Replace ``out_path`` even if noisewise did not write it (the
+            store and ``protect`` are never replaced).
+        protect: More files never to write onto (e.g. the spec file).
 
     Returns:
         The path of the report (:class:`pathlib.Path`).
 
     Raises:
         StoreError: The store is missing or not a store, or has no such study.
+        OutputRefused: ``out_path`` is the store, a protected file, or a file
+            noisewise did not write (without ``force``).
     """
     store_path = Path(os.fspath(store_path))
-    if not store_path.is_file():
-        raise StoreError(f"{store_path}: no such store (run a study first, or pass --store)")
-    with Store(store_path) as store:
+    with open_store(store_path) as store:
         name = study_name or _latest(store)
         d = _load(store, name, metric)
     info, metric = d["info"], d["metric"]
+    out = Path(os.fspath(out_path)) if out_path else default_report_path(store_path, info["name"])
+    # Before the figures are drawn: a refused target costs nothing.
+    check_output(out, protect=[("store", store_path), *(("input", p) for p in protect)],
+                 force=force)
     arms_all = [a["name"] for a in info["arms"]]
     summary, comparison, grids = {}, {}, {}
     reference = info.get("reference")
     if d["runs"]:
         summary = stats.summarize(d["runs"], metric)
         reference = reference if reference in summary else next(iter(summary))
-        comparison = stats.compare(d["runs"], reference, metric)
+        comparison = stats.compare(d["all"], reference, metric)  # notes name lost seeds
         grids = stats.grid_best(d["runs"], metric)
     arms = [a for a in arms_all if a in summary]
     figures = _figures(d, arms, summary, grids, reference)
-    out = Path(os.fspath(out_path)) if out_path else default_report_path(store_path, info["name"])
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = page(
         info=info, spec=d["spec"], metric=metric, arms_all=arms_all, arms=arms,
         summary=summary, comparison=comparison, grids=grids, reference=reference,
-        figures=figures, failed=d["failed"], n_done=len(d["runs"]),
+        figures=figures, failed=d["failed"], n_done=len(d["runs"]), counts=d["counts"],
+        stored_reference=info.get("reference"),
         environment=_environment(d), store=str(store_path.resolve()),
         higher_is_better=stats.is_higher_better(metric),
         generated=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)  # a reader never sees half a report
-    return out
+    return atomic_write(out, text)  # a reader never sees half a report
 
 
-def report_after_run(outcome, out_path=None, *, metric=None, stream=None):
+def report_after_run(outcome, out_path=None, *, metric=None, stream=None, protect=()):
     """Write the report of a study just run and print its path.
 
     Args:
@@ -248,19 +291,32 @@ def report_after_run(outcome, out_path=None, *, metric=None, stream=None):
         metric: As in :func:`write_report`.
         stream: Where the line ``report: <path>`` goes (default ``sys.stderr``;
             False prints nothing).
+        protect: Files never to write onto (e.g. the spec file).
 
     Returns:
-        The report path.
+        The report path, or None when the target holds a file noisewise did
+        not write: it is left alone, and one line on ``stream`` (on stderr when
+        ``stream`` is False) says so and how to write the report elsewhere.
     """
-    path = write_report(outcome.store, outcome.name, out_path, metric=metric)
+    try:
+        path = write_report(outcome.store, outcome.name, out_path, metric=metric,
+                            protect=protect)
+    except OutputRefused as e:
+        store = json.dumps(str(outcome.store)) if " " in str(outcome.store) else outcome.store
+        print(f"noisewise: report not written: {e.path} {e.reason}; it is left as it is. "
+              f"Write the report elsewhere with `noisewise report {json.dumps(outcome.name)} "
+              f"--store {store} -o FILE`", file=stream or sys.stderr)
+        return None
     if stream is not False:
         print(f"report: {path}", file=stream or sys.stderr)
     return path
 
 
 def cmd_report(args):
-    """``noisewise report [STUDY] [--store PATH] [-o FILE] [--metric M]``; prints the path."""
-    path = write_report(args.store or DEFAULT_STORE, args.study, args.output, metric=args.metric)
+    """``noisewise report [STUDY] [--store PATH] [-o FILE] [--metric M] [--force]``;
+    prints the path."""
+    path = write_report(args.store or DEFAULT_STORE, args.study, args.output, metric=args.metric,
+                        force=getattr(args, "force", False))
     print(path)
     return 0
 
@@ -274,5 +330,8 @@ def add_cli(subparsers):
     p.add_argument("-o", "--output",
                    help="HTML file (default: <store folder>/<store name>-<study>.html)")
     p.add_argument("--metric", help="metric of the table and plots (default val_<first metric>)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing -o file that noisewise did not write (never the "
+                        "store)")
     p.set_defaults(func=cmd_report)
     return p

@@ -21,6 +21,8 @@ import json
 import math
 import re
 
+from noisewise._files import generator_meta, safe_name
+
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -113,13 +115,30 @@ _COLUMNS = (("arm", "arm"), ("n", "replicas (seeds) with a finished run"),
             ("P(better)", "fraction of paired seeds on which the arm beats the reference, "
                           "ties counted half"),
             ("train-test gap", "mean of train minus validation metric at the last epoch"))
+_LOST = ("lost", "runs left out of every statistic: diverged (the loss or a metric became NaN "
+                 "or infinite) or failed")
 
 
-def _table(arms, summary, comparison, reference):
+def _table(arms, summary, comparison, reference, counts):
+    """The summary table: a row per arm with finished runs, and one per arm whose
+    every run diverged (no numbers); a ``lost`` column when any arm lost runs."""
+    rows_of = [a for a in counts if a in summary or counts[a].all_diverged]
+    rows_of += [a for a in arms if a not in rows_of]
+    lost = any(counts[a].lost for a in rows_of if a in counts)
+    columns = _COLUMNS + ((_LOST,) if lost else ())
     head = "".join(f'<th scope="col" title="{html.escape(t)}"><button type="button">'
-                   f"{html.escape(c)}</button></th>" for c, t in _COLUMNS)
+                   f"{html.escape(c)}</button></th>" for c, t in columns)
     rows = []
-    for arm in arms:
+    for arm in rows_of:
+        k = counts.get(arm)
+        if arm not in summary:  # every run diverged: say so, show no numbers
+            cells = ([_cell(html.escape(arm), arm, "arm"), _cell("0", 0)]
+                     + [_cell("&ndash;") for _ in range(len(_COLUMNS) - 2)]
+                     + [_cell(f'<b class="lost">{html.escape(k.all_diverged_text())}</b>',
+                              k.lost, "lost")])
+            rows.append(f'<tr data-arm="{html.escape(arm)}" class="diverged">'
+                        f'{"".join(cells)}</tr>')
+            continue
         s, c = summary[arm], comparison.get(arm)
         cells = [_cell(html.escape(arm) + (' <span class="tag">reference</span>'
                                            if arm == reference else ""), arm, "arm"),
@@ -134,6 +153,10 @@ def _table(arms, summary, comparison, reference):
                       _cell(_p(c.p_wilcoxon_holm), c.p_wilcoxon_holm),
                       _cell(_num(c.prob_better, 2), c.prob_better)]
         cells.append(_cell(_num(s.gap.mean, sign=True), s.gap.mean))
+        if lost:
+            text = k.text() if k is not None else ""
+            cells.append(_cell(f'<span class="lost">{html.escape(text)}</span>' if text else "",
+                               k.lost if k is not None else 0, "lost"))
         rows.append(f'<tr data-arm="{html.escape(arm)}">{"".join(cells)}</tr>')
     return (f'<table class="sortable" id="summary"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
@@ -205,17 +228,44 @@ def _environment_html(env, store, info, spec):
 <tbody>{''.join(rows)}</tbody></table>"""
 
 
+def _lost_warnings(counts, reference, stored_reference):
+    """Warning lines: arms whose every run diverged, and how many runs each arm lost."""
+    warnings = []
+    for k in counts.values():
+        if k.all_diverged:
+            warnings.append(f"Arm <b>{html.escape(k.arm)}</b>: {html.escape(k.all_diverged_text())}"
+                            ": it has no statistics and its results are not comparable.")
+    diverged = [k for k in counts.values() if k.diverged and not k.all_diverged]
+    if diverged:
+        arms = ", ".join(f"<b>{html.escape(k.arm)}</b> {html.escape(k.text())}"
+                         for k in diverged)
+        n = sum(k.diverged for k in diverged)
+        warnings.append(f"{n} run(s) diverged (the loss or a metric became NaN or infinite) "
+                        f"and are left out of every statistic: {arms}. The paired "
+                        "comparisons use only the seeds finished in both arms.")
+    if stored_reference and reference != stored_reference and stored_reference in counts:
+        warnings.append(f"The reference <b>{html.escape(stored_reference)}</b> has no finished "
+                        f"runs: arms are compared with <b>{html.escape(str(reference))}</b> "
+                        "instead.")
+    return warnings
+
+
 def page(*, info, spec, metric, arms_all, arms, summary, comparison, grids, reference,
-         figures, failed, n_done, environment, store, higher_is_better, generated):
-    """The report page (one HTML string). Arguments as gathered by ``write_report``."""
+         figures, failed, n_done, environment, store, higher_is_better, generated,
+         counts=None, stored_reference=None):
+    """The report page (one HTML string). Arguments as gathered by ``write_report``;
+    ``counts`` is :func:`noisewise.study.stats.run_counts` of every run."""
     from noisewise import __version__
 
+    counts = counts or {}
     name = html.escape(info["name"])
     seeds = spec.get("study", {}).get("seeds") or 0
     expected = len(arms_all) * seeds
-    warnings = []
+    n_diverged = sum(k.diverged for k in counts.values())
+    warnings = _lost_warnings(counts, reference, stored_reference)
     if not n_done:
-        warnings.append("This study has no finished runs yet: there is nothing to summarise.")
+        warnings.append("This study has no finished runs" + (
+            "" if n_diverged else " yet") + ": there is nothing to summarise.")
     if arms and max(summary[a].n for a in arms) == 1:
         warnings.append(
             "Each arm has a single finished run (one seed), so there is no spread to measure: "
@@ -228,22 +278,23 @@ def page(*, info, spec, metric, arms_all, arms, summary, comparison, grids, refe
     if len(environment["combos"]) > 1:
         warnings.append("The runs were made with different backends or library versions "
                         "(see Reproduce): paired runs may differ for that reason too.")
-    if n_done and n_done < expected:
+    if n_done and n_done + n_diverged < expected:  # diverged runs are final, not pending
         warnings.append(f"Only {n_done} of {expected} runs have finished; the numbers will "
                         "change when the rest are run.")
     direction = "higher" if higher_is_better else "lower"
     toml_text = spec_to_toml(spec)
     download = base64.b64encode(toml_text.encode()).decode("ascii")
-    file_name = re.sub(r"[^A-Za-z0-9._-]+", "_", info["name"]) + ".toml"
+    file_name = safe_name(info["name"]) + ".toml"
     ref_mean = summary[reference].mean if reference in summary else math.nan
     sections = []
-    if arms:
+    tabled = bool(arms) or any(k.all_diverged for k in counts.values())
+    if tabled:
         sections.append(
             f'<section id="summary-table"><h2>Summary</h2>'
             f"<p>Final <code>{html.escape(metric)}</code> ({direction} is better) per arm, and "
             f"the paired comparison with the reference <b>{html.escape(str(reference))}</b> on "
             "the seeds both finished. Click a column header to sort.</p>"
-            f"{_table(arms, summary, comparison, reference)}"
+            f"{_table(arms, summary, comparison, reference, counts)}"
             f"{_notes(arms, summary, comparison, reference)}</section>")
     if figures["grids"]:
         sections.append('<section id="grids"><h2>Noise level</h2>' + "".join(
@@ -255,11 +306,12 @@ def page(*, info, spec, metric, arms_all, arms, summary, comparison, grids, refe
         sections.append(f'<section id="{f["id"]}"><h2>{titles[f["id"]]}</h2>'
                         f"{_figure_html(f)}</section>")
     nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in (
-        [("summary-table", "Summary")] * bool(arms) + [("grids", "Noise level")] * bool(grids)
+        [("summary-table", "Summary")] * tabled + [("grids", "Noise level")] * bool(grids)
         + [(f["id"], titles[f["id"]]) for f in figures["main"]] + [("reproduce", "Reproduce")]))
     store_arg = html.escape(store if " " not in store else json.dumps(store))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+{generator_meta()}
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{name} &middot; noisewise study report</title>
 <style>{_CSS}</style></head>
@@ -298,6 +350,7 @@ h1{font-size:1.6em;margin:.8em 0 .2em}h2{font-size:1.25em;margin:1.6em 0 .4em;
 code,pre{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,monospace;font-size:.9em}
 .muted{color:#555}nav a{margin-right:1em}
 .warning{background:#fff4e0;border-left:4px solid #E69F00;padding:.5em .8em}
+.lost{color:#a33}tr.diverged td{background:#fbeaea}
 table{border-collapse:collapse;margin:.6em 0}
 th,td{padding:.3em .6em;border-bottom:1px solid #e4e4e4}
 td.num,td.ref{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}

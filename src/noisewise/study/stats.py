@@ -2,9 +2,13 @@
 
 Input is a list of run records as returned by ``Store.runs``: dicts with
 ``arm``, ``replica``, ``status`` and ``final`` (final metrics under Keras
-names); grid arms also carry ``arm_parent`` and ``arm_params``. Only ``done``
-runs count. Runs whose metric is missing or not finite (a diverged run) are
-left out and counted in the notes.
+names); grid arms also carry ``arm_parent`` and ``arm_params``. Records of any
+status may be passed: only ``done`` runs count. A ``diverged`` run (its loss
+or a metric became NaN or infinite; so is a ``done`` run of an older store
+whose final loss is not finite, see :func:`run_status`) or a ``failed`` one
+is left out of every estimate and test; :func:`run_counts` says how many each
+arm lost, and a comparison names the replicas it lost. A done run whose metric
+is missing or not finite is left out and counted in the notes.
 
 Replica ``i`` of every arm shares its seed (same initial weights and data
 order), so arms are compared *paired*, on the replicas both have: a paired
@@ -172,13 +176,87 @@ def _value(run, metric):
     return math.nan if value is None else float(value)
 
 
+def run_status(run):
+    """``"done"``, ``"diverged"`` or ``"failed"``: the stored status, except that a
+    ``done`` run whose final ``loss`` or ``val_loss`` is not finite counts as
+    diverged (stores written before divergence was a status hold such runs).
+
+    Example:
+        >>> run_status({"status": "done", "final": {"loss": float("nan")}})
+        'diverged'
+    """
+    status = run.get("status", "done")
+    if status == "done":
+        final = run.get("final")
+        final = final if isinstance(final, dict) else {}
+        for key in ("loss", "val_loss"):
+            value = final.get(key)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                return "diverged"
+    return status
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    """What became of an arm's runs: finished, diverged, failed.
+
+    ``first_diverged_epoch`` is the earliest 1-based epoch at which one of its
+    runs diverged (None when unknown or none diverged).
+    """
+
+    arm: str
+    done: int
+    diverged: int
+    failed: int
+    first_diverged_epoch: int | None = None
+
+    lost = property(lambda self: self.diverged + self.failed)
+    all_diverged = property(lambda self: self.done == 0 and self.diverged > 0)
+
+    def text(self):
+        """``"2 diverged (first at epoch 3), 1 failed"``, or ``""`` when none was lost."""
+        parts = []
+        if self.diverged:
+            at = (f" (first at epoch {self.first_diverged_epoch})"
+                  if self.first_diverged_epoch is not None else "")
+            parts.append(f"{self.diverged} diverged{at}")
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        return ", ".join(parts)
+
+    def all_diverged_text(self):
+        """``"all 4 runs diverged (first at epoch 3)"`` for an arm with no finished run."""
+        at = (f" (first at epoch {self.first_diverged_epoch})"
+              if self.first_diverged_epoch is not None else "")
+        return f"all {self.diverged} runs diverged{at}"
+
+
+def _ordered(runs):
+    if runs and all(r.get("arm_position") is not None for r in runs):
+        return sorted(runs, key=lambda r: r["arm_position"])
+    return list(runs)
+
+
+def run_counts(runs):
+    """``{arm: RunCounts}`` of run records of any status, arms in spec order."""
+    counts = {}
+    for r in _ordered(runs):
+        c = counts.setdefault(r["arm"], {"done": 0, "diverged": 0, "failed": 0, "epoch": None})
+        status = run_status(r)
+        if status in ("done", "diverged", "failed"):
+            c[status] += 1
+        epoch = r.get("diverged_epoch")
+        if status == "diverged" and epoch is not None:
+            c["epoch"] = epoch if c["epoch"] is None else min(c["epoch"], epoch)
+    return {arm: RunCounts(arm, c["done"], c["diverged"], c["failed"], c["epoch"])
+            for arm, c in counts.items()}
+
+
 def _table(runs, metric):
     """``{arm: {replica: value}}`` of done runs, arms in spec (or first-seen) order."""
-    runs = [r for r in runs if r.get("status", "done") == "done"]
-    if all(r.get("arm_position") is not None for r in runs):
-        runs = sorted(runs, key=lambda r: r["arm_position"])
+    runs = [r for r in runs if run_status(r) == "done"]
     table = {}
-    for r in runs:
+    for r in _ordered(runs):
         row = table.setdefault(r["arm"], {})
         if r["replica"] in row:
             raise ValueError(f"Two runs for arm {r['arm']!r}, replica {r['replica']}.")
@@ -222,8 +300,8 @@ def _recorded(values, why_not, confidence):
 
 
 def _reference(runs, table, reference):
-    if reference is None:
-        flagged = [r["arm"] for r in runs if r.get("is_reference")]
+    if reference is None:  # the flagged arm if it finished any run, else the first arm
+        flagged = [r["arm"] for r in runs if r.get("is_reference") and r["arm"] in table]
         reference = flagged[0] if flagged else next(iter(table), None)
     if reference not in table:
         raise ValueError(
@@ -266,6 +344,9 @@ def compare(runs, reference=None, metric="val_accuracy", confidence=0.95,
     if higher_is_better is None:
         higher_is_better = is_higher_better(metric)
     ref = table[reference]
+    statuses = {}  # arm -> replica -> status, of every record: why a seed is unpaired
+    for r in runs:
+        statuses.setdefault(r["arm"], {})[r["replica"]] = run_status(r)
     rows = []
     for arm, row in table.items():
         if arm == reference:
@@ -284,8 +365,14 @@ def compare(runs, reference=None, metric="val_accuracy", confidence=0.95,
             notes.append("n=1 common replica: no confidence interval and no test")
         elif diffs.any() and est.std == 0:
             notes.append("every difference is the same: the t-test is degenerate")
-        if 0 < diffs.size < max(len(row), len(ref)):
-            notes.append(f"paired on the {diffs.size} replicas both arms finished")
+        seen = set(statuses.get(arm, {})) | set(statuses.get(reference, {}))
+        if diffs.size < len(seen):
+            why = _unpaired(statuses, arm, reference, seen - set(common), row, ref)
+            if diffs.size:
+                notes.append(f"paired on {diffs.size} of {len(seen)} seeds, those both arms "
+                             f"finished ({why})")
+            else:
+                notes[-1] += f" ({why})"
         if 1 < diffs.size < 6:
             notes.append(f"n={diffs.size}: the Wilcoxon test cannot go below "
                          f"p={2 / 2 ** diffs.size:.3g}")
@@ -298,6 +385,21 @@ def compare(runs, reference=None, metric="val_accuracy", confidence=0.95,
                          bool(higher_is_better), r[11])
         for i, r in enumerate(rows)
     }
+
+
+def _unpaired(statuses, arm, reference, replicas, row, ref):
+    """``"2 diverged in 'w', 1 not run in 'baseline'"``: why ``replicas`` are unpaired."""
+    counts = {}
+    for k in sorted(replicas):
+        for who, values in ((arm, row), (reference, ref)):
+            status = statuses.get(who, {}).get(k, "not run")
+            if status == "done":
+                if k in values and not math.isfinite(values[k]):
+                    counts[("with a non-finite metric", who)] = counts.get(
+                        ("with a non-finite metric", who), 0) + 1
+                continue
+            counts[(status, who)] = counts.get((status, who), 0) + 1
+    return ", ".join(f"{n} {status} in {who!r}" for (status, who), n in counts.items())
 
 
 _LEVEL_NAME = re.compile(r"^(?P<parent>.+)\[(?P<params>[^\[\]]*)\]$")
