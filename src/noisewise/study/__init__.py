@@ -27,10 +27,11 @@ Example:
 from noisewise.study.runner import Study, StudyRun, run_study
 from noisewise.study.spec import Arm, SpecError, StudySpec, load_spec
 from noisewise.study.stats import compare, grid_best, summarize
-from noisewise.study.store import Store, StoreError
+from noisewise.study.store import FingerprintError, Store, StoreError
 
 __all__ = [
     "Arm",
+    "FingerprintError",
     "SpecError",
     "Store",
     "StoreError",

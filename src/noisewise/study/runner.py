@@ -8,7 +8,12 @@ same spec against the same store resumes where it stopped.
 Before the store is opened and before any training, the dataset is loaded and
 every arm's model is built once (and thrown away), so a builder or data
 problem fails fast, with a :class:`~noisewise.study.spec.SpecError`, instead
-of after hours of training.
+of after hours of training; the study's memory and store size are estimated
+and a study that cannot fit this machine is refused (:mod:`~noisewise.study.budget`).
+
+The data and the user's loader and builder code are fingerprinted: a resume
+whose data or code changed since the study was stored is refused by the store
+(``new=True`` starts a new study instead), so old and new runs never mix.
 
 Example:
     >>> import os, tempfile
@@ -24,12 +29,13 @@ Example:
 """
 
 import dataclasses
+import math
 import os
 import sys
 import time
 
 from noisewise.random import replica_seed
-from noisewise.study import fit_runner
+from noisewise.study import budget, datasets, fit_runner
 from noisewise.study.datasets import load_dataset
 from noisewise.study.models import build_model
 from noisewise.study.spec import SpecError, StudySpec, load_spec
@@ -51,6 +57,8 @@ class StudyRun:
         ran: Runs trained now.
         failed: Runs trained now that failed (stored as failed, retried next time).
         wall_s: Seconds spent.
+        diverged: Runs trained now whose loss or metrics became non-finite
+            (stored as diverged, left out of the statistics, not retried).
     """
 
     name: str
@@ -61,6 +69,7 @@ class StudyRun:
     ran: int
     failed: int
     wall_s: float
+    diverged: int = 0
 
     def runs(self, status="done"):
         """The study's runs, read back from the store."""
@@ -79,7 +88,7 @@ class _Progress:
     """Rich progress bars on stderr: the study's runs, and the current run's epochs."""
 
     def __init__(self, total, epochs, quiet):
-        self.bar, self.failed = None, 0
+        self.bar, self.failed, self.diverged = None, 0, 0
         if quiet:
             return
         from rich.console import Console
@@ -121,9 +130,12 @@ class _Progress:
     def end_run(self, result):
         if self.bar is not None:
             self.bar.update(self.run, completed=len(result.history.get("loss", [])))
-            self.failed += result.status != "done"
+            self.failed += result.status == "failed"
+            self.diverged += result.status == "diverged"
+            lost = [f"{n} {what}" for n, what in ((self.failed, "failed"),
+                                                   (self.diverged, "diverged")) if n]
             self.bar.update(self.study, advance=1, description="runs" + (
-                f" [red]({self.failed} failed)[/red]" if self.failed else ""))
+                f" [red]({', '.join(lost)})[/red]" if lost else ""))
 
     @property
     def on_epoch(self):
@@ -150,9 +162,20 @@ class Study:
         if self._data is None:
             try:
                 self._data = load_dataset(self.spec.data, self.spec.base_dir)
-            except (OSError, ValueError, ImportError) as e:
-                raise SpecError(f"data: cannot load the dataset: {e}") from e
+            except Exception as e:  # noqa: BLE001 -- user loaders raise anything
+                detail = str(e) if isinstance(e, (OSError, ValueError)) else \
+                    f"{type(e).__name__}: {e}"
+                raise SpecError(f"data: cannot load the dataset: {detail}") from e
         return self._data
+
+    def fingerprint(self):
+        """``{"data": sha256 of the arrays, "code": sha256 of the user's loader and
+        builder modules}`` (``code`` only when there is user code)."""
+        out = {"data": datasets.fingerprint(self.data)}
+        code = datasets.code_fingerprint(self.spec.data, self.spec.model, self.spec.base_dir)
+        if code is not None:
+            out["code"] = code
+        return out
 
     def plans(self, skip=()):
         """Run plans in replica-major order, leaving out the keys in ``skip``."""
@@ -165,16 +188,41 @@ class Study:
         ]
 
     def check(self):
-        """Build every arm's model once (replica 0) so problems surface before training."""
+        """Build every arm's model once (replica 0) so problems surface before training.
+
+        Returns:
+            The largest number of parameters of an arm's model.
+        """
         s, data = self.spec, self.data
+        params = 0
         for arm in s.arms:
             try:
-                build_model(s.model, arm.noise, data, replica_seed(s.seed, 0), arm.name,
-                            base_dir=s.base_dir)
+                model = build_model(s.model, arm.noise, data, replica_seed(s.seed, 0), arm.name,
+                                    base_dir=s.base_dir)
                 fit_runner.make_optimizer(s.train, arm.noise, 0, arm.name)
             except Exception as e:  # noqa: BLE001 -- user builders raise anything
                 raise SpecError(f"model: cannot build it for arm {arm.name!r}: "
                                 f"{type(e).__name__}: {e}") from e
+            # Not count_params(): a wrapper such as the adversarial model is
+            # not built until it trains, but its variables already exist.
+            params = max(params, sum(math.prod(v.shape) for v in model.weights))
+        return params
+
+    def check_size(self, params, store_path, vectorised, workers=None):
+        """Refuse (SpecError) a study whose memory or store size cannot fit this machine."""
+        from noisewise.study.vmap_runner import DEFAULT_CHUNK
+
+        s, train = self.spec, self.spec.train
+        n_metrics = 1 + len(train["metrics"])  # the loss and each compiled metric
+        need = budget.estimate(
+            runs=len(s.arms) * s.seeds, epochs=train["epochs"], n_train=len(self.data.x_train),
+            curves=n_metrics * (1 + 1 / train["validate_every"]), params=params,
+            replicas_at_once=(min(DEFAULT_CHUNK, s.seeds) * (workers or 1)) if vectorised
+            else (workers or 1), vectorised=vectorised)
+        reason = budget.refusal(need, store_path)
+        if reason is not None:
+            raise SpecError(f"study: too large for this machine: {len(s.arms)} arm(s) x "
+                            f"{s.seeds} seed(s) x {train['epochs']} epoch(s): {reason}")
 
     def run(self, store=None, *, new=False, quiet=False, executor="auto", log=None,
             workers=None):
@@ -198,32 +246,44 @@ class Study:
             A :class:`StudyRun`.
         """
         t0 = time.perf_counter()
-        self.check()  # data and every model, before the store is touched or anything trains
+        if executor == "fit" and workers not in (None, 1):
+            raise ValueError("`workers` applies to the vectorised executor; the fit executor "
+                             f"trains in this process. Received: workers={workers!r}, "
+                             "executor='fit'")
         if log is None:
             log = (lambda line: None) if quiet else (
                 lambda line: print(f"noisewise: {line}", file=sys.stderr))
-        executor = self._executor(executor, log)
+        # Data and every model, before the store is touched or anything trains.
+        params = self.check()
+        for note in getattr(self.data, "notes", ()):
+            log(note)
+        executor = self._executor(executor, log, workers)
         target = resolve_store(self.spec, store)
+        self.check_size(params, target.path if isinstance(target, Store) else target,
+                        vectorised=hasattr(executor, "run_many"), workers=workers)
+        fingerprint = self.fingerprint()
         owned = not isinstance(target, Store)
         db = Store(target) if owned else target
         try:
-            study_id = db.open_study(self.spec, new=new)
+            study_id = db.open_study(self.spec, new=new, fingerprint=fingerprint)
             todo = self.plans(skip=db.done_keys(study_id))
             total = len(self.spec.arms) * self.spec.seeds
-            ran = failed = 0
+            ran = failed = diverged = 0
             with _Progress(len(todo), self.spec.train["epochs"], quiet) as progress:
                 for result in self._execute(executor, todo, progress, workers):
                     db.write_run(study_id, result)
                     ran += 1
-                    failed += result.status != "done"
+                    failed += result.status == "failed"
+                    diverged += result.status == "diverged"
                     progress.end_run(result)
             return StudyRun(self.spec.name, str(db.path), study_id, total,
-                            total - len(todo), ran, failed, time.perf_counter() - t0)
+                            total - len(todo), ran, failed, time.perf_counter() - t0,
+                            diverged=diverged)
         finally:
             if owned:
                 db.close()
 
-    def _executor(self, choice, log):
+    def _executor(self, choice, log, workers=None):
         if not isinstance(choice, str):
             return choice
         allowed = ("auto", "vmap", "fit")
@@ -241,7 +301,9 @@ class Study:
             return vmap_runner
         if choice == "vmap":
             raise ValueError(f"`executor='vmap'` cannot run this study: {reason}")
-        log(f"one fit per run: {reason}")
+        log(f"one fit per run: {reason}" + (
+            f"; --workers {workers} is not used (it applies to the vectorised executor)"
+            if workers not in (None, 1) else ""))
         return fit_runner
 
     def plans_for_check(self):
