@@ -150,8 +150,9 @@ def check_output(path, *, protect=(), force=False, ours=written_by_noisewise):
     hit = _protected(path, protect)
     if hit is not None:
         source, what = hit
-        which = "it" if _same(path, source) else f"the side file of {source}"
-        raise OutputRefused(path, f"is the {what} this command reads ({which})",
+        reason = (f"is the {what} this command reads" if _same(path, source)
+                  else f"is a side file of the {what} this command reads ({source})")
+        raise OutputRefused(path, reason,
                             "refusing to write onto it, even with --force: choose another "
                             "output file")
     if path.is_dir():
