@@ -13,7 +13,7 @@ import pytest
 
 import noisewise
 from noisewise import augment, robust, schedules
-from noisewise._validation import check_number, check_range
+from noisewise._core.validation import check_number, check_range
 
 BAD = [math.nan, math.inf, -math.inf]
 

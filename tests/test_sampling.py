@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from noisewise import _sampling
-from noisewise._sampling import hashed_normal, normal, resolve_sampler
+from noisewise._core import sampling as _sampling
+from noisewise._core.sampling import hashed_normal, normal, resolve_sampler
 
 N = 2**20
 K = 5.0

@@ -33,11 +33,8 @@ from numbers import Real
 import keras
 from keras import tree
 
-# Private: the class of graph-built models. keras.models.clone_model relies on
-# it too, and Keras exposes no public way to tell a graph from a subclass.
-from keras.src.models.functional import Functional
-
-from noisewise._validation import check_non_negative
+from noisewise._core import keras_compat
+from noisewise._core.validation import check_non_negative
 from noisewise.layers import GaussianNoise
 from noisewise.random import derive_seed
 
@@ -98,14 +95,15 @@ class _Plan:
 def _graph(model):
     """The Functional graph behind ``model``, or a ValueError saying why not."""
     if isinstance(model, keras.Sequential):
-        if model._functional is None:
+        graph = keras_compat.sequential_graph(model)
+        if graph is None:
             raise ValueError(
                 f"Sequential model {model.name!r} has no input shape yet, so it has no "
                 "graph to rewrite. Start it with keras.Input(shape=...) or call it on "
                 "data once before injecting."
             )
-        return model._functional
-    if isinstance(model, Functional) and type(model).call is Functional.call:
+        return graph
+    if keras_compat.is_plain_functional(model):
         return model
     if isinstance(model, keras.Model):
         raise ValueError(
@@ -123,14 +121,15 @@ def _graph(model):
 
 def _nodes(graph):
     """Operation nodes in execution order (deepest first, as Keras runs them)."""
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
+    by_depth = keras_compat.nodes_by_depth(graph)
+    for depth in sorted(by_depth, reverse=True):
+        for node in by_depth[depth]:
             if node.operation is not None and not node.is_input:
                 yield node
 
 
 def _is_model(op):
-    return isinstance(op, (keras.Sequential, Functional))
+    return keras_compat.is_graph_model(op)
 
 
 def _activation_kind(layer):
@@ -217,7 +216,7 @@ class _Planner:
         op_at_out = {id(n.operation) for n in nodes if node_at_out[id(n)]}
         for node in nodes:
             op = node.operation
-            index = op._inbound_nodes.index(node)
+            index = keras_compat.call_index(node)
             if _is_model(op) and id(op) not in plan.nested:
                 plan.nested[id(op)] = self.plan(op, f"{prefix}{op.name}/", id(op) in op_at_out)
             position = None
@@ -239,14 +238,14 @@ class _Planner:
         for node in nodes:  # a split layer needs its activation back at every call
             if id(node.operation) in plan.split:
                 node_plan = plan.nodes.setdefault(id(node), _NodePlan())
-                index = node.operation._inbound_nodes.index(node)
+                index = keras_compat.call_index(node)
                 suffix = f"_{index}" if index else ""
                 node_plan.activation_name = unique(f"{node.operation.name}_activation{suffix}")
         return plan
 
 
 def _input_layers(graph):
-    return [x._keras_history.operation for x in graph.inputs]
+    return [keras_compat.producing_operation(x) for x in graph.inputs]
 
 
 class _Builder:
@@ -330,8 +329,8 @@ class _Builder:
             new = keras.Sequential([input_layer, *called], name=model.name)
         else:
             new = keras.Model(
-                tree.pack_sequence_as(graph._inputs_struct, new_inputs),
-                tree.pack_sequence_as(graph._outputs_struct, outputs),
+                tree.pack_sequence_as(keras_compat.inputs_structure(graph), new_inputs),
+                tree.pack_sequence_as(keras_compat.outputs_structure(graph), outputs),
                 name=model.name,
             )
         if not model.trainable:  # the setter recurses; True would unfreeze frozen layers

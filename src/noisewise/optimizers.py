@@ -5,7 +5,8 @@ import math
 import keras
 from keras import ops
 
-from noisewise._validation import _is_real, check_non_negative
+from noisewise._core import keras_compat
+from noisewise._core.validation import _is_real, check_non_negative
 from noisewise.random import layer_seed
 
 
@@ -87,7 +88,7 @@ class GradientNoise(keras.optimizers.Optimizer):
             self.seed_generator = keras.random.SeedGenerator(layer_seed(seed), name="seed")
         # The RNG state is optimizer state: it is saved with the optimizer and,
         # on JAX, threaded through stateless_apply like any slot variable.
-        self._track_variable(self.seed_generator.state)
+        keras_compat.track_variable(self, self.seed_generator.state)
 
     # -- delegation to the wrapped optimizer ---------------------------------
     def build(self, var_list):
@@ -96,7 +97,7 @@ class GradientNoise(keras.optimizers.Optimizer):
 
     @property
     def variables(self):
-        return self._variables + self.inner_optimizer.variables
+        return super().variables + self.inner_optimizer.variables
 
     @property
     def iterations(self):
@@ -169,7 +170,7 @@ class GradientNoise(keras.optimizers.Optimizer):
                 )
             with keras.name_scope(self.name, caller=self):
                 self.build(trainable_variables)
-        variables = trainable_variables or self._trainable_variables
+        variables = trainable_variables or keras_compat.optimizer_trainable_variables(self)
         self.inner_optimizer.apply(self._noisy(grads, variables), trainable_variables)
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
@@ -178,12 +179,12 @@ class GradientNoise(keras.optimizers.Optimizer):
                 "To call `stateless_apply`, GradientNoise must be built; call "
                 "`optimizer.build(trainable_variables)` first."
             )
-        own = len(self._variables)
+        own = len(super().variables)
         mapping = list(zip(self.variables, optimizer_variables))
         with keras.StatelessScope(state_mapping=mapping):
-            noisy = self._noisy(grads, self._trainable_variables)
+            noisy = self._noisy(grads, keras_compat.optimizer_trainable_variables(self))
             # Read inside the scope: the mapped values, with the advanced seed.
-            new_own = [v.value for v in self._variables]
+            new_own = [v.value for v in super().variables]
         new_trainable, new_inner = self.inner_optimizer.stateless_apply(
             list(optimizer_variables[own:]), noisy, trainable_variables
         )

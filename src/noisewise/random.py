@@ -22,7 +22,7 @@ import random as _py_random
 
 import numpy as np
 
-from noisewise._validation import check_int
+from noisewise._core.validation import check_int
 
 MAX_SEED = 2**31 - 1
 
@@ -97,12 +97,14 @@ def seed_everything(seed, *, deterministic=False):
         0
     """
     check_int("seed", seed, low=0)
-    import keras
+    import keras  # start-up time: `import noisewise` imports no Keras
+
+    from noisewise._core import keras_compat  # it imports Keras
 
     os.environ["PYTHONHASHSEED"] = str(seed)
     _py_random.seed(seed)
     np.random.seed(seed % 2**32)
-    keras.utils.set_random_seed(seed)
+    keras_compat.set_random_seed(seed)
     if deterministic:
         backend = keras.backend.backend()
         if backend == "tensorflow":

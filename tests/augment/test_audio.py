@@ -97,7 +97,7 @@ def test_sox_measures_the_same_snr(tmp_path):
         path = os.path.join(tmp_path, name)
         wavfile.write(path, rate, signal.astype("float32"))
         report = subprocess.run(["sox", path, "-n", "stat"], capture_output=True, text=True).stderr
-        line = next(l for l in report.splitlines() if l.startswith("RMS     amplitude"))
+        line = next(row for row in report.splitlines() if row.startswith("RMS     amplitude"))
         return float(line.split(":")[1])
 
     snr = 20 * np.log10(rms(clean[0], "clean.wav") / rms(noisy[0] - clean[0], "noise.wav"))

@@ -26,7 +26,8 @@ import inspect
 
 import keras
 
-from noisewise._validation import _is_real, is_finite_number
+from noisewise._core import keras_compat
+from noisewise._core.validation import _is_real, is_finite_number
 
 FILL_MODES = ("constant", "nearest", "wrap", "mirror", "reflect")
 INTERPOLATIONS = ("nearest", "bilinear")
@@ -125,8 +126,8 @@ def resample(backend, images, src_y, src_x, *, interpolation="bilinear", fill_mo
     """Sample ``images`` at the points ``(src_y, src_x)``, as ``scipy.ndimage.map_coordinates``.
 
     Args:
-        backend: The namespace to compute with (``keras.src.backend`` or a
-            layer's ``self.backend``).
+        backend: The namespace to compute with (a layer's ``self.backend``,
+            or ``keras_compat.dynamic_backend()`` outside a layer).
         images: (batch, height, width, channels) tensor.
         src_y, src_x: (batch, out_h, out_w) float32 row and column of the
             input point each output pixel reads.
@@ -291,9 +292,28 @@ Example:
 """
 
 
-def _jit_safe(keras_cls, example):
+class _ShearFactorsAsGiven:
+    """Mixin: ``get_config`` returns the shear factors as the caller gave them.
+
+    Keras 3.15's ``RandomShear`` stores ``x_factor=0.2`` as ``(-0.2, 0.2)`` and
+    writes that pair to its config, which its own constructor then refuses
+    (factors must lie in [0, 1]): a saved model with it could not be loaded.
+    """
+
+    def __init__(self, x_factor=0.0, y_factor=0.0, *args, **kwargs):
+        super().__init__(x_factor, y_factor, *args, **kwargs)
+        self._factors_given = {
+            "x_factor": list(x_factor) if isinstance(x_factor, (list, tuple)) else x_factor,
+            "y_factor": list(y_factor) if isinstance(y_factor, (list, tuple)) else y_factor,
+        }
+
+    def get_config(self):
+        return {**super().get_config(), **self._factors_given}
+
+
+def _jit_safe(keras_cls, example, mixins=()):
     cls = type(
-        keras_cls.__name__, (_JitSafeWarp, keras_cls),
+        keras_cls.__name__, (*mixins, _JitSafeWarp, keras_cls),
         {"__doc__": _DOC.format(name=keras_cls.__name__, example=example),
          "__module__": __name__},
     )
@@ -303,7 +323,7 @@ def _jit_safe(keras_cls, example):
 RandomRotation = _jit_safe(keras.layers.RandomRotation, "0.1")
 RandomTranslation = _jit_safe(keras.layers.RandomTranslation, "0.1, 0.1")
 RandomZoom = _jit_safe(keras.layers.RandomZoom, "0.2")
-RandomShear = _jit_safe(keras.layers.RandomShear, "0.1, 0.1")
+RandomShear = _jit_safe(keras.layers.RandomShear, "0.1, 0.1", mixins=(_ShearFactorsAsGiven,))
 
 
 @keras.saving.register_keras_serializable(package="noisewise")
@@ -360,7 +380,7 @@ class RandomCrop(keras.layers.RandomCrop):
             left = np_.full((batch,), (w - self.width) // 2, dtype="float32")
         else:
             if seed is None:
-                seed = self._get_seed_generator(self.backend._backend)
+                seed = keras_compat.preprocessing_seed_generator(self)
             # floor(U * (n + 1)) is uniform on {0, ..., n}.
             u = self.backend.random.uniform((2, batch), seed=seed)
             top = np_.floor(u[0] * (h - self.height + 1))

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from noisewise._core import keras_compat
 from noisewise.augment import _geometry
 
 
@@ -137,8 +138,6 @@ def elastic_apply(x, c, shift, fields):
             [-affine, affine]).
         fields: (batch, 2, height, width) uniforms in [-1, 1) for dx and dy.
     """
-    from keras.src.utils.backend_utils import DynamicBackend
-
     alpha, sigma, _ = c
     h, w = int(x.shape[1]), int(x.shape[2])
     # cv2.getAffineTransform(pts1, pts1 + shift): the 2x3 M with M [p, 1] = p + shift,
@@ -156,7 +155,7 @@ def elastic_apply(x, c, shift, fields):
     ia, ib, ic, id_ = d / det, -b / det, -cc / det, a / det
     inverse = ops.stack([ia, ib, -(ia * tx + ib * ty), ic, id_, -(ic * tx + id_ * ty),
                          ops.zeros_like(a), ops.zeros_like(a)], axis=1)
-    be = DynamicBackend()
+    be = keras_compat.dynamic_backend()
     x = _geometry.affine_warp(be, x, inverse, fill_mode="mirror")  # BORDER_REFLECT_101
     # skimage's gaussian(sigma, mode="reflect", truncate=3) of each field, times alpha.
     f = ops.transpose(ops.cast(fields, "float32"), (0, 2, 3, 1))

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from noisewise._validation import _is_real, check_choice, check_number, check_range
+from noisewise._core.validation import _is_real, check_choice, check_number, check_range
 from noisewise.random import layer_seed
 
 COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0, "blue": -1.0, "violet": -2.0}

@@ -68,7 +68,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from noisewise._validation import check_choice, check_int, check_range
+from noisewise._core.validation import check_choice, check_int, check_range
 from noisewise.augment._kernels import (  # noqa: F401 -- public helpers, re-exported
     box_resample_matrix,
     depthwise,

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from noisewise._validation import check_non_negative
+from noisewise._core.validation import check_non_negative
 from noisewise.random import layer_seed
 
 

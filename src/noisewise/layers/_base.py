@@ -7,15 +7,18 @@ non-trainable variable, so a schedule can change it during training without
 recompiling, and a vectorised trainer can hold a different level per replica.
 """
 
+from typing import Any
+
 import keras
 from keras import ops
 
-from noisewise import _sampling
-from noisewise._validation import check_choice, check_number, check_range
+from noisewise._core import sampling as _sampling
+from noisewise._core import keras_compat
+from noisewise._core.validation import check_choice, check_number, check_range
 from noisewise.random import layer_seed
 
 
-def expand_mask(mask, x):
+def expand_mask(mask: Any, x: Any) -> Any:
     """Broadcastable boolean mask of ``x``'s rank (Keras masks are (batch, steps))."""
     mask = ops.cast(mask, "bool")
     while len(mask.shape) < len(x.shape):
@@ -41,8 +44,9 @@ class NoiseLayer(keras.layers.Layer):
     level_name = "stddev"
     level_bounds = (0.0, None, False)  # low, high, low_open
 
-    def __init__(self, level, *, clip=None, active_at_inference=False, seed=None,
-                 sampler="auto", **kwargs):
+    def __init__(self, level: float, *, clip: tuple[float, float] | None = None,
+                 active_at_inference: bool = False, seed: int | None = None,
+                 sampler: str = "auto", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sampler = check_choice("sampler", sampler, _sampling.SAMPLERS)
         self.initial_level = self._check_level(level)
@@ -58,7 +62,7 @@ class NoiseLayer(keras.layers.Layer):
             initializer=keras.initializers.Constant(self.initial_level),
             trainable=False,
         )
-        self._build_at_init()
+        keras_compat.build_at_init(self)
 
     # -- level ---------------------------------------------------------------
     def _check_level(self, value):
@@ -66,15 +70,15 @@ class NoiseLayer(keras.layers.Layer):
         return check_number(self.level_name, value, low=low, high=high, low_open=low_open)
 
     @property
-    def level(self):
+    def level(self) -> keras.Variable:
         """The level variable (a non-trainable ``keras.Variable``)."""
         return self._level
 
-    def get_level(self):
+    def get_level(self) -> float:
         """The current level as a Python float."""
         return float(ops.convert_to_numpy(self._level.value))
 
-    def set_level(self, value):
+    def set_level(self, value: float) -> None:
         """Set the level (validated); takes effect without recompiling."""
         self._level.assign(self._check_level(value))
 
@@ -86,7 +90,7 @@ class NoiseLayer(keras.layers.Layer):
         """Standard normal draws from the layer's seed, with its ``sampler``."""
         return _sampling.normal(shape, self.seed_generator, dtype, self.sampler)
 
-    def draw(self, inputs):
+    def draw(self, inputs: Any) -> dict[str, Any]:
         """Draw the random parameters for ``inputs``; returns a dict of tensors."""
         raise NotImplementedError
 
@@ -94,7 +98,7 @@ class NoiseLayer(keras.layers.Layer):
         """Apply drawn ``params`` to ``inputs`` (before clipping and masking)."""
         raise NotImplementedError
 
-    def apply_noise(self, inputs, params, mask=None):
+    def apply_noise(self, inputs: Any, params: dict[str, Any], mask: Any = None) -> Any:
         """Deterministically apply drawn ``params``: noise, then clip, then mask."""
         x = self._as_float(inputs)
         out = self._noisy(x, params, mask)

@@ -15,10 +15,13 @@ noise (Neelakantan et al. 2015); curricula that raise the noise work the same wa
 
 import bisect
 import math
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 
-from noisewise._validation import (
+from noisewise._core import keras_compat
+from noisewise._core.validation import (
     _is_real, check_choice, check_int, check_non_negative, is_finite_number,
 )
 
@@ -26,12 +29,12 @@ from noisewise._validation import (
 class Schedule:
     """Base class: ``schedule(t)`` returns the level at ``t`` as a float."""
 
-    kind = None
+    kind: str | None = None
 
-    def __call__(self, t):
+    def __call__(self, t: float) -> float:
         raise NotImplementedError
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def __repr__(self):
@@ -56,7 +59,7 @@ class Constant(Schedule):
 
     kind = "constant"
 
-    def __init__(self, level):
+    def __init__(self, level: float) -> None:
         self.level = check_non_negative("level", level)
 
     def __call__(self, t):
@@ -89,7 +92,7 @@ class Linear(Schedule):
 
     kind = "linear"
 
-    def __init__(self, start, end, steps, begin=0):
+    def __init__(self, start: float, end: float, steps: int, begin: int = 0) -> None:
         self.start = check_non_negative("start", start)
         self.end = check_non_negative("end", end)
         self.steps = check_int("steps", steps, low=1)
@@ -139,7 +142,8 @@ class Exponential(Schedule):
 
     kind = "exponential"
 
-    def __init__(self, start, rate, steps=1, staircase=False):
+    def __init__(self, start: float, rate: float, steps: int = 1,
+                 staircase: bool = False) -> None:
         self.start = check_non_negative("start", start)
         self.rate = check_non_negative("rate", rate)
         if self.rate == 0.0:
@@ -178,7 +182,7 @@ class Step(Schedule):
 
     kind = "step"
 
-    def __init__(self, boundaries, values):
+    def __init__(self, boundaries: Sequence[float], values: Sequence[float]) -> None:
         if not isinstance(boundaries, (list, tuple)) or not all(
                 is_finite_number(b) for b in boundaries):
             raise ValueError(
@@ -218,7 +222,7 @@ piecewise = Step
 KINDS = {cls.kind: cls for cls in (Constant, Linear, Cosine, Exponential, Step)}
 
 
-def serialize(schedule):
+def serialize(schedule: Schedule) -> dict[str, Any]:
     """A plain dict (``{"kind": ..., **arguments}``) that :func:`get` turns back into ``schedule``."""
     if not isinstance(schedule, Schedule):
         raise ValueError(
@@ -228,7 +232,7 @@ def serialize(schedule):
     return {"kind": schedule.kind, **schedule.get_config()}
 
 
-def get(identifier):
+def get(identifier: Any) -> Schedule | Callable[[int], float]:
     """A schedule from a :class:`Schedule`, a callable ``f(t) -> level``, a number
     (constant level) or a dict ``{"kind": "linear", "start": ..., ...}``.
 
@@ -257,20 +261,21 @@ def get(identifier):
     )
 
 
-def is_noise_layer(layer):
+def is_noise_layer(layer: Any) -> bool:
     """True for layers whose noise level can be scheduled (``get_level`` and ``set_level``)."""
     return callable(getattr(layer, "set_level", None)) and callable(getattr(layer, "get_level", None))
 
 
-def find_noise_layers(model):
+def find_noise_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
     """Every schedulable noise layer in ``model``, recursively (nested models, wrappers)."""
-    # `_flatten_layers` walks every tracked sublayer, also inside subclassed
-    # layers and models, which `model.layers` does not reach.
-    return [layer for layer in model._flatten_layers(include_self=False) if is_noise_layer(layer)]
+    # Every tracked sublayer, also inside subclassed layers and models, which
+    # `model.layers` does not reach.
+    return [layer for layer in keras_compat.flatten_layers(model, include_self=False)
+            if is_noise_layer(layer)]
 
 
 def _layer_index(model):
-    layers = model._flatten_layers(include_self=False)
+    layers = keras_compat.flatten_layers(model, include_self=False)
     return layers, {layer.name: layer for layer in layers}
 
 
@@ -321,7 +326,8 @@ class NoiseScheduler(keras.callbacks.Callback):
         [1.0, 0.5, 0.0]
     """
 
-    def __init__(self, schedule, layers=None, by="epoch", log_name="noise_level"):
+    def __init__(self, schedule: Any, layers: Any = None, by: str = "epoch",
+                 log_name: str = "noise_level") -> None:
         super().__init__()
         self.by = check_choice("by", by, ("epoch", "step"))
         if not isinstance(log_name, str) or not log_name:
@@ -355,7 +361,7 @@ class NoiseScheduler(keras.callbacks.Callback):
         all_layers, by_name = index
         layer = by_name.get(item) if isinstance(item, str) else item
         if layer is None:
-            names = [l.name for l in all_layers if is_noise_layer(l)]
+            names = [layer.name for layer in all_layers if is_noise_layer(layer)]
             raise ValueError(
                 f"No layer named {item!r} in model {self.model.name!r} "
                 f"(its noise layers: {names}). Received: layers={item!r}"
@@ -376,7 +382,7 @@ class NoiseScheduler(keras.callbacks.Callback):
                 groups.append((f"{self.log_name}/{layer.name}", schedule, [layer]))
             return groups
         if self.layers is None:
-            targets = [l for l in index[0] if is_noise_layer(l)]
+            targets = [layer for layer in index[0] if is_noise_layer(layer)]
             if not targets:
                 raise ValueError(
                     f"NoiseScheduler found no noise layers (with `set_level`) in model "

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from noisewise._core import keras_compat
+
 # Keras clips probabilities the same way in its cross-entropy losses.
 _EPSILON = 1e-7
 _REGRESSION_LOSSES = {
@@ -43,8 +45,10 @@ def _unwrap(model):
 
 def _output_layer(model):
     outputs = getattr(model, "outputs", None)
-    if outputs and len(outputs) == 1 and hasattr(outputs[0], "_keras_history"):
-        return outputs[0]._keras_history.operation
+    if outputs and len(outputs) == 1:
+        op = keras_compat.producing_operation(outputs[0])
+        if op is not None:
+            return op
     layers = getattr(model, "layers", None)
     return layers[-1] if layers else None
 

@@ -25,7 +25,7 @@ import functools
 import keras
 from keras import ops
 
-from noisewise._validation import check_choice, check_int, check_non_negative, check_number, check_range
+from noisewise._core.validation import check_choice, check_int, check_non_negative, check_number, check_range
 from noisewise.random import layer_seed
 from noisewise.robust import _model, attacks
 

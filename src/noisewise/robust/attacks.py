@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from noisewise._validation import check_int, check_non_negative, check_number, check_range
+from noisewise._core.validation import check_int, check_non_negative, check_number, check_range
 from noisewise.robust import _grad, _model
 
 NORMS = ("linf", "l2")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from noisewise._validation import check_int, check_number
+from noisewise._core.validation import check_int, check_number
 from noisewise.robust import _model
 
 ABSTAIN = -1

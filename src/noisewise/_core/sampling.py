@@ -5,8 +5,8 @@ Why: Gaussian noise layers draw one normal number per activation per step
 layer trained for 4000 epochs in 30 replicas is 1.8 billion), and on a CPU
 that draw dominates. ``jax.random.normal`` spends most of its time in
 Threefry-2x32 (20 rounds per 64 bits). Noise for regularisation and
-augmentation needs an exact Gaussian marginal and no visible correlation, not cryptographic strength, so this sampler hashes
-a counter instead:
+augmentation needs an exact Gaussian marginal and no visible correlation, not
+cryptographic strength, so this sampler hashes a counter instead:
 
 * bits: ``h(h(i ^ k0) + k1)`` for element index ``i``, where ``h`` is the
   32-bit "lowbias32" integer hash (C. Wellons, "Prospecting for hash functions",
@@ -96,7 +96,7 @@ def hashed_normal(shape, seed_generator, dtype="float32"):
 
     Example:
         >>> import keras
-        >>> from noisewise._sampling import hashed_normal
+        >>> from noisewise._core.sampling import hashed_normal
         >>> z = hashed_normal((4, 8), keras.random.SeedGenerator(0))
         >>> tuple(z.shape)
         (4, 8)

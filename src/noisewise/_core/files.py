@@ -22,7 +22,7 @@ File names made from user text (study names) come from :func:`safe_name`.
 
 Example:
     >>> import os, tempfile
-    >>> from noisewise._files import atomic_write, check_output, safe_name
+    >>> from noisewise._core.files import atomic_write, check_output, safe_name
     >>> folder = tempfile.mkdtemp()
     >>> target = check_output(os.path.join(folder, "out.csv"))
     >>> atomic_write(target, "a,b\\n").read_text()
