@@ -58,8 +58,9 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import numpy as np  # noqa: E402
 
 import noisewise  # noqa: E402,F401  (chooses JAX before Keras is imported)
-from noisewise.study import Study, fit_runner, vmap_runner  # noqa: E402
-from noisewise.study.spec import load_spec  # noqa: E402
+from noisewise.study import Study  # noqa: E402
+from noisewise.study.config import load_spec  # noqa: E402
+from noisewise.study.execute import FitExecutor, prepare_model, vmap  # noqa: E402
 from noisewise.study.store import Store  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -136,7 +137,7 @@ def compare_histories(stored, sampled, early=100):
 def plain_fit(plan):
     """One run as a user writes it: build, compile and ``fit`` a fresh model."""
     data, train = plan.data, plan.train
-    model = fit_runner.prepare_model(plan)  # the same layers, seeds and optimizer
+    model = prepare_model(plan)  # the same layers, seeds and optimizer
     model.fit(data.x_train, data.y_train, validation_data=(data.x_test, data.y_test),
               epochs=train["epochs"], batch_size=train["batch_size"], verbose=0)
 
@@ -146,7 +147,7 @@ def bench(name, study, sample, chunk_sizes, step_arms, workers=(), plain_sample=
     runs = len(spec.arms) * spec.seeds
     print(f"\n== {name}: {len(spec.arms)} arms x {spec.seeds} seeds x "
           f"{spec.train['epochs']} epochs = {runs} runs (JAX, chunks of "
-          f"{vmap_runner.DEFAULT_CHUNK} replicas)", flush=True)
+          f"{vmap.DEFAULT_CHUNK} replicas)", flush=True)
 
     # Vectorised: the whole study, as `noisewise run` does it.
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,9 +173,9 @@ def bench(name, study, sample, chunk_sizes, step_arms, workers=(), plain_sample=
 
     # Sequential: a sample of runs per arm, one model.fit each, scaled up.
     plans = [p for p in study.plans() if p.replica < sample]
-    fit_runner.clear_cache()
+    executor = FitExecutor()
     t0 = time.perf_counter()
-    sampled = [fit_runner.run_one(p) for p in plans]
+    sampled = [executor.run_one(p) for p in plans]
     seq_sample = time.perf_counter() - t0
     seq = seq_sample / len(plans) * runs
     print(f"sequential fit:    {seq:8.1f} s estimated ({len(plans)} runs timed, {sample} per "
@@ -199,21 +200,21 @@ def bench(name, study, sample, chunk_sizes, step_arms, workers=(), plain_sample=
           f"in {same} of {len(plans)} sampled runs", flush=True)
 
     # Per-replica-step cost: a chunk against one replica alone, same program shape.
-    size = min(vmap_runner.DEFAULT_CHUNK, spec.seeds)
+    size = min(vmap.DEFAULT_CHUNK, spec.seeds)
     by_arm = {}
     for plan in study.plans():
         by_arm.setdefault(plan.arm.name, []).append(plan)
     for arm in list(by_arm)[:step_arms]:
         arm_plans = by_arm[arm]
-        chunk = per_step(vmap_runner._Program(arm_plans[0]), arm_plans, size)
-        alone = per_step(vmap_runner._Program(arm_plans[0]), arm_plans, 1)
+        chunk = per_step(vmap._Program(arm_plans[0]), arm_plans, size)
+        alone = per_step(vmap._Program(arm_plans[0]), arm_plans, 1)
         print(f"per replica-epoch: {arm:<18} {chunk * 1e6:7.1f} us in a chunk of {size}, "
               f"{alone * 1e6:7.1f} us alone: {chunk / alone:.2f}x", flush=True)
 
     for size in chunk_sizes:
         arm_plans = by_arm[next(iter(by_arm))]
         arm_plans = (arm_plans * (size // len(arm_plans) + 1))[:size]
-        cost = per_step(vmap_runner._Program(arm_plans[0]), arm_plans, size, repeats=1)
+        cost = per_step(vmap._Program(arm_plans[0]), arm_plans, size, repeats=1)
         print(f"chunk size {size:4d}:   {cost * 1e6:7.1f} us per replica-epoch", flush=True)
 
 
@@ -225,8 +226,8 @@ def scaling(counts, epochs):
     print(f"\n== scaling: circles baseline arm, {epochs} epochs, runs "
           f"{', '.join(map(str, counts))} (compile excluded, initial states included)",
           flush=True)
-    program = vmap_runner._Program(plans[0])
-    for label, chunk in (("chunks of %d" % vmap_runner.DEFAULT_CHUNK, vmap_runner.DEFAULT_CHUNK),
+    program = vmap._Program(plans[0])
+    for label, chunk in (("chunks of %d" % vmap.DEFAULT_CHUNK, vmap.DEFAULT_CHUNK),
                          ("one program", None)):
         for n in counts:
             size = min(chunk or n, n)

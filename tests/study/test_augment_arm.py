@@ -12,7 +12,7 @@ from noisewise.augment import AugmentPipeline
 from noisewise.layers import GaussianNoise
 from noisewise.random import derive_seed, replica_seed
 from noisewise.study import SpecError, Study, load_spec
-from noisewise.study import fit_runner
+from noisewise.study.execute import FitExecutor
 from noisewise.study.datasets import load_dataset
 from noisewise.study.models import build_model
 
@@ -192,9 +192,10 @@ def test_a_study_with_augmentation_runs_and_replays(tmp_path):
     raw["study"]["seeds"] = 1
     plans = Study(raw).plans()
     assert [p.arm.name for p in plans] == ["baseline", "augment", "both"]
-    first = [fit_runner.run_one(p).final for p in plans]
-    fit_runner.clear_cache()
-    again = fit_runner.run_one(plans[1]).final
+    executor = FitExecutor()
+    first = [executor.run_one(p).final for p in plans]
+    executor.clear_cache()
+    again = executor.run_one(plans[1]).final
     assert np.isfinite(first[1]["loss"]) and again["loss"] == first[1]["loss"]
     assert first[1]["loss"] != first[0]["loss"]  # the augmentation changed training
 

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from noisewise.study import Study, fit_runner, load_spec
-from noisewise.study import vmap_runner
+from noisewise.study import Study, load_spec
+from noisewise.study.execute import FitExecutor, VmapExecutor, classify
 
 NAN, INF = math.nan, math.inf
 JAX = keras.backend.backend() == "jax"
@@ -21,15 +21,15 @@ def history(epochs, val_epochs, **curves):
 def test_all_finite_curves_are_done():
     h = history([1, 2, 3], [2, 3], loss=[0.7, 0.6, 0.5], accuracy=[0.5, 0.6, 0.7],
                 val_loss=[0.6, 0.55], val_accuracy=[0.6, 0.65])
-    assert fit_runner.classify(h) == ("done", None, None)
-    assert fit_runner.classify({"epoch": [], "val_epoch": []}) == ("done", None, None)
+    assert classify(h) == ("done", None, None)
+    assert classify({"epoch": [], "val_epoch": []}) == ("done", None, None)
 
 
 @pytest.mark.parametrize("bad", [NAN, INF, -INF])
 def test_a_non_finite_loss_diverges_at_its_epoch(bad):
     h = history([1, 2, 3, 4], [2, 4], loss=[0.7, 0.6, bad, bad], accuracy=[0.5, 0.6, 0.5, 0.5],
                 val_loss=[0.6, bad], val_accuracy=[0.6, 0.5])
-    status, epoch, error = fit_runner.classify(h)
+    status, epoch, error = classify(h)
     assert (status, epoch) == ("diverged", 3)
     assert error == f"diverged at epoch 3: loss is {bad} (metrics from then on are meaningless)"
 
@@ -38,7 +38,7 @@ def test_a_validation_curve_alone_diverges_at_its_validated_epoch():
     # Training finite throughout; val_accuracy broken at the second validation, epoch 4.
     h = history([1, 2, 3, 4, 5], [2, 4, 5], loss=[0.7, 0.6, 0.5, 0.4, 0.3],
                 val_loss=[0.6, 0.5, 0.4], val_accuracy=[0.6, NAN, NAN])
-    status, epoch, error = fit_runner.classify(h)
+    status, epoch, error = classify(h)
     assert (status, epoch) == ("diverged", 4)
     assert error.startswith("diverged at epoch 4: val_accuracy is nan")
 
@@ -46,11 +46,11 @@ def test_a_validation_curve_alone_diverges_at_its_validated_epoch():
 def test_the_earliest_epoch_wins_and_the_loss_names_a_tie():
     # val_loss breaks at epoch 2, before the training loss (epoch 3): epoch 2.
     h = history([1, 2, 3], [2, 3], loss=[0.7, 0.6, NAN], val_loss=[INF, NAN])
-    assert fit_runner.classify(h)[:2] == ("diverged", 2)
-    assert "val_loss is inf" in fit_runner.classify(h)[2]
+    assert classify(h)[:2] == ("diverged", 2)
+    assert "val_loss is inf" in classify(h)[2]
     # accuracy and loss break together: the message names the loss.
     h = history([1, 2], [], accuracy=[0.5, NAN], loss=[0.7, NAN])
-    assert fit_runner.classify(h) == (
+    assert classify(h) == (
         "diverged", 2, "diverged at epoch 2: loss is nan (metrics from then on are meaningless)")
 
 
@@ -72,7 +72,7 @@ MIXED = [{"name": "baseline"}, BLOWN]
 
 
 def test_a_diverging_arm_is_diverged_and_the_other_arm_done():
-    results = [fit_runner.run_one(plan) for plan in Study(spec(MIXED)).plans()]
+    results = list(FitExecutor().run(Study(spec(MIXED)).plans()))
     by_arm = {}
     for r in results:
         by_arm.setdefault(r.arm.name, []).append(r)
@@ -96,8 +96,8 @@ LATE = dict(epochs=8, seeds=3, optimizer="adam", learning_rate=10.0,
 @needs_jax
 def test_fit_stops_at_the_diverged_epoch_and_vmap_agrees():
     plans = Study(spec([{"name": "late"}, BLOWN], **LATE)).plans()
-    fit = {r.key: r for r in map(fit_runner.run_one, plans)}
-    vmap = {r.key: r for r in vmap_runner.run_many(plans)}
+    fit = {r.key: r for r in FitExecutor().run(plans)}
+    vmap = {r.key: r for r in VmapExecutor().run(plans)}
     assert set(fit) == set(vmap) and len(fit) == 6
     late = [fit[("late", i)] for i in range(3)]
     assert [r.diverged_epoch for r in late] == [3, 3, 4]
@@ -121,7 +121,7 @@ def test_fit_stops_at_the_diverged_epoch_and_vmap_agrees():
 @needs_jax
 def test_vmap_keeps_a_healthy_arm_done_next_to_a_diverged_one():
     plans = Study(spec(MIXED)).plans()
-    got = {r.key: r for r in vmap_runner.run_many(plans)}
+    got = {r.key: r for r in VmapExecutor().run(plans)}
     for i in range(2):
         assert (got[("baseline", i)].status, got[("baseline", i)].diverged_epoch) == ("done", None)
         assert len(got[("baseline", i)].history["loss"]) == 4

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from noisewise.study import Study, load_spec
-from noisewise.study import fit_runner
 from noisewise.study.data_order import batches, epoch_permutation
+from noisewise.study.execute import FitExecutor, validated_epochs
 
 SPEC = {
     "study": {"name": "fit", "seeds": 2, "seed": 3},
@@ -30,8 +30,13 @@ def plans():
 
 
 @pytest.fixture(scope="module")
-def results(plans):
-    return [fit_runner.run_one(plan) for plan in plans]
+def executor():
+    return FitExecutor()
+
+
+@pytest.fixture(scope="module")
+def results(plans, executor):
+    return [executor.run_one(plan) for plan in plans]
 
 
 def test_epoch_permutation_is_a_pure_function_of_seed_and_epoch():
@@ -52,9 +57,9 @@ def test_batches_follow_the_permutation_and_cut_epochs_like_keras():
 
 
 def test_validated_epochs_include_the_last():
-    assert fit_runner.validated_epochs(7, 3) == [3, 6, 7]
-    assert fit_runner.validated_epochs(6, 3) == [3, 6]
-    assert fit_runner.validated_epochs(2, 5) == [2]
+    assert validated_epochs(7, 3) == [3, 6, 7]
+    assert validated_epochs(6, 3) == [3, 6]
+    assert validated_epochs(2, 5) == [2]
 
 
 def test_run_result_has_curves_final_metrics_and_provenance(results, plans):
@@ -80,17 +85,26 @@ def test_replicas_differ(results):
 
 def test_reused_compiled_model_trains_exactly_like_a_fresh_one(results, plans):
     # results[1] ran on the compiled model of replica 0 with its state replaced;
-    # here replica 1 runs from scratch: the curves must match bit for bit.
-    fit_runner.clear_cache()
-    cold = fit_runner.run_one(plans[1])
+    # here replica 1 runs from scratch, on an executor with no compiled model:
+    # the curves must match bit for bit.
+    cold = FitExecutor().run_one(plans[1])
     assert cold.history == results[1].history
 
 
-def test_fit_sees_the_data_in_epoch_permutation_order(plans, results):
+def test_compiled_models_belong_to_their_executor(plans, executor):
+    one, other = FitExecutor(), FitExecutor()
+    model = one.model_for(plans[0])
+    assert one.model_for(plans[1]) is model  # same structure: compiled once
+    assert other.model_for(plans[0]) is not model  # another executor compiles its own
+    one.clear_cache()
+    assert one.model_for(plans[0]) is not model
+
+
+def test_fit_sees_the_data_in_epoch_permutation_order(plans, results, executor):
     """Training epoch by epoch on explicitly permuted arrays gives the same losses."""
     plan, result = plans[0], results[0]
     epochs, bs = plan.train["epochs"], plan.train["batch_size"]
-    model = fit_runner._model_for(plan)  # replica 0's initial state (compiled model reused)
+    model = executor.model_for(plan)  # replica 0's initial state (compiled model reused)
     x, y = plan.data.x_train, plan.data.y_train
     losses = []
     for epoch in range(epochs):
@@ -104,13 +118,13 @@ def test_a_failing_run_is_reported_not_raised(tmp_path):
     (tmp_path / "broken.py").write_text(
         "def build(input_shape, num_classes):\n    raise RuntimeError('no model today')\n")
     spec = load_spec({**SPEC, "model": {"builder": "broken:build"}}, base_dir=tmp_path)
-    result = fit_runner.run_one(Study(spec).plans()[0])
+    result = FitExecutor().run_one(Study(spec).plans()[0])
     assert result.status == "failed"
     assert "RuntimeError: no model today" in result.error
     assert result.history == {} and result.final == {}
 
 
-def test_progress_callback_sees_every_epoch(plans):
+def test_progress_callback_sees_every_epoch(plans, executor):
     seen = []
-    fit_runner.run_one(plans[0], on_epoch=seen.append)
+    executor.run_one(plans[0], on_epoch=seen.append)
     assert seen == list(range(1, plans[0].train["epochs"] + 1))

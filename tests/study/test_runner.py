@@ -12,7 +12,7 @@ import keras
 import pytest
 
 from noisewise.study import SpecError, Store, Study, load_spec, run_study
-from noisewise.study import fit_runner
+from noisewise.study.execute import FitExecutor
 
 SPEC = {
     "study": {"name": "runner", "seeds": 2, "seed": 1},
@@ -67,20 +67,21 @@ def test_same_spec_and_seed_give_the_same_metrics_twice(tmp_path):
 
 
 class Recording:
-    """A run_many executor (the interface of vectorised executors) that trains with fit.
+    """A user's executor (the Executor protocol) that trains with fit.
 
     With ``stop_after`` it is interrupted (like Ctrl-C) after that many runs.
     """
 
     def __init__(self, stop_after=None):
         self.keys, self.stop_after = [], stop_after
+        self.fit = FitExecutor()
 
-    def run_many(self, plans):
+    def run(self, plans, hooks=None):
         for plan in plans:
             if len(self.keys) == self.stop_after:
                 raise KeyboardInterrupt
             self.keys.append(plan.key)
-            yield fit_runner.run_one(plan)
+            yield self.fit.run_one(plan)
 
 
 def test_runs_go_replica_by_replica_and_an_interrupted_study_resumes(tmp_path):

@@ -22,7 +22,7 @@ STORE_PY = Path(__file__).resolve().parents[2] / "src" / "noisewise" / "study" /
 
 @dataclass
 class Result:
-    """The attributes of fit_runner.RunResult that the store reads."""
+    """The attributes of noisewise.study.execute.RunResult that the store reads."""
 
     arm: object
     replica: int

@@ -9,7 +9,7 @@ import time
 import keras
 import pytest
 
-from noisewise.study import _worker
+from noisewise.study.execute import vmap
 
 JAX = keras.backend.backend() == "jax"
 
@@ -64,7 +64,7 @@ def _workers_of(parent):
         except OSError:
             continue
         stat = _stat(name)
-        if stat and stat[1] == parent and b"noisewise.study._worker" in cmdline:
+        if stat and stat[1] == parent and vmap.WORKER_MODULE.encode() in cmdline:
             found.append(int(name))
     return found
 
@@ -125,7 +125,7 @@ def test_a_worker_exits_when_its_lifeline_closes(wait_s):
     # for its units on stdin (6 s) exits as soon as its lifeline is closed.
     read, write = os.pipe()
     worker = subprocess.Popen(
-        _worker.command(os.getpid(), read), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        vmap.worker_command(os.getpid(), read), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, pass_fds=(read,),
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     os.close(read)

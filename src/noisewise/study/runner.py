@@ -7,7 +7,7 @@ same spec against the same store resumes where it stopped.
 
 Before the store is opened and before any training, the dataset is loaded and
 every arm's model is built once (and thrown away), so a builder or data
-problem fails fast, with a :class:`~noisewise.study.spec.SpecError`, instead
+problem fails fast, with a :class:`~noisewise.study.config.SpecError`, instead
 of after hours of training; the study's memory and store size are estimated
 and a study that cannot fit this machine is refused (:mod:`~noisewise.study.budget`).
 
@@ -35,13 +35,19 @@ import sys
 import time
 
 from noisewise.random import replica_seed
-from noisewise.study import budget, datasets, fit_runner
+from noisewise.study import budget, datasets
+from noisewise.study.config import SpecError, StudySpec, load_spec
 from noisewise.study.datasets import load_dataset
+from noisewise.study.defaults import DEFAULT_STORE
+from noisewise.study.execute import (DEFAULT_CHUNK, Executor, FitExecutor, RunHooks, RunPlan,
+                                     VmapExecutor, make_optimizer, unsupported_reason)
 from noisewise.study.models import build_model
-from noisewise.study.spec import SpecError, StudySpec, load_spec
 from noisewise.study.store import Store
 
-DEFAULT_STORE = "noisewise.db"
+# The fit executor of "auto" and "fit", for the whole process: its compiled
+# models outlive a study, so a second study of the same structure in this
+# process (a notebook, a test suite) does not compile them again.
+_FIT = FitExecutor()
 
 
 @dataclasses.dataclass
@@ -138,16 +144,19 @@ class _Progress:
                 f" [red]({', '.join(lost)})[/red]" if lost else ""))
 
     @property
-    def on_epoch(self):
-        return self.epoch if self.bar is not None else None
+    def hooks(self):
+        """The executor's callbacks: a run starting, an epoch of it ending."""
+        if self.bar is None:
+            return RunHooks()
+        return RunHooks(on_start=self.start_run, on_epoch=self.epoch)
 
 
 class Study:
     """A noise study: a validated spec, expanded into runs = arms x replicas.
 
     Args:
-        spec: A :class:`~noisewise.study.spec.StudySpec`, a TOML path or a dict
-            (see :func:`~noisewise.study.spec.load_spec`).
+        spec: A :class:`~noisewise.study.config.StudySpec`, a TOML path or a dict
+            (see :func:`~noisewise.study.config.load_spec`).
 
     Example: see the module docstring.
     """
@@ -181,8 +190,8 @@ class Study:
         """Run plans in replica-major order, leaving out the keys in ``skip``."""
         s = self.spec
         return [
-            fit_runner.RunPlan(s.name, arm, replica, replica_seed(s.seed, replica), self.data,
-                               s.model, s.train, s.base_dir, s.robustness)
+            RunPlan(s.name, arm, replica, replica_seed(s.seed, replica), self.data,
+                    s.model, s.train, s.base_dir, s.robustness)
             for replica in range(s.seeds) for arm in s.arms
             if (arm.name, replica) not in skip
         ]
@@ -199,7 +208,7 @@ class Study:
             try:
                 model = build_model(s.model, arm.noise, data, replica_seed(s.seed, 0), arm.name,
                                     base_dir=s.base_dir)
-                fit_runner.make_optimizer(s.train, arm.noise, 0, arm.name)
+                make_optimizer(s.train, arm.noise, 0, arm.name)
             except Exception as e:  # noqa: BLE001 -- user builders raise anything
                 raise SpecError(f"model: cannot build it for arm {arm.name!r}: "
                                 f"{type(e).__name__}: {e}") from e
@@ -208,17 +217,18 @@ class Study:
             params = max(params, sum(math.prod(v.shape) for v in model.weights))
         return params
 
-    def check_size(self, params, store_path, vectorised, workers=None):
-        """Refuse (SpecError) a study whose memory or store size cannot fit this machine."""
-        from noisewise.study.vmap_runner import DEFAULT_CHUNK
-
+    def check_size(self, params, store_path, executor):
+        """Refuse (SpecError) a study whose memory or store size cannot fit ``executor``
+        on this machine (an executor other than the vectorised one is taken to
+        hold one run at a time)."""
         s, train = self.spec, self.spec.train
+        vectorised = isinstance(executor, VmapExecutor)
         n_metrics = 1 + len(train["metrics"])  # the loss and each compiled metric
         need = budget.estimate(
             runs=len(s.arms) * s.seeds, epochs=train["epochs"], n_train=len(self.data.x_train),
             curves=n_metrics * (1 + 1 / train["validate_every"]), params=params,
-            replicas_at_once=(min(DEFAULT_CHUNK, s.seeds) * (workers or 1)) if vectorised
-            else (workers or 1), vectorised=vectorised)
+            replicas_at_once=executor.replicas_at_once(s.seeds) if vectorised else 1,
+            vectorised=vectorised)
         reason = budget.refusal(need, store_path)
         if reason is not None:
             raise SpecError(f"study: too large for this machine: {len(s.arms)} arm(s) x "
@@ -237,10 +247,12 @@ class Study:
             executor: ``"auto"`` (the vectorised JAX executor when it can run
                 every run, else one ``fit`` per run, saying why in one line),
                 ``"vmap"`` (vectorised; an error if it cannot), ``"fit"``, or
-                an object with ``run_one(plan)`` or ``run_many(plans)``.
+                an :class:`~noisewise.study.execute.Executor` (an object with
+                ``run(plans, hooks)``).
             log: ``callable(str)`` for that line (default: stderr unless quiet).
             workers: Processes the vectorised executor trains in (default 1;
-                see :func:`noisewise.study.vmap_runner.run_many`).
+                see :class:`~noisewise.study.execute.VmapExecutor`); for an
+                executor object, set it on the object instead.
 
         Returns:
             A :class:`StudyRun`.
@@ -259,8 +271,7 @@ class Study:
             log(note)
         executor = self._executor(executor, log, workers)
         target = resolve_store(self.spec, store)
-        self.check_size(params, target.path if isinstance(target, Store) else target,
-                        vectorised=hasattr(executor, "run_many"), workers=workers)
+        self.check_size(params, target.path if isinstance(target, Store) else target, executor)
         fingerprint = self.fingerprint()
         owned = not isinstance(target, Store)
         db = Store(target) if owned else target
@@ -270,7 +281,7 @@ class Study:
             total = len(self.spec.arms) * self.spec.seeds
             ran = failed = diverged = 0
             with _Progress(len(todo), self.spec.train["epochs"], quiet) as progress:
-                for result in self._execute(executor, todo, progress, workers):
+                for result in executor.run(todo, progress.hooks):
                     db.write_run(study_id, result)
                     ran += 1
                     failed += result.status == "failed"
@@ -284,43 +295,34 @@ class Study:
                 db.close()
 
     def _executor(self, choice, log, workers=None):
-        if not isinstance(choice, str):
-            return choice
         allowed = ("auto", "vmap", "fit")
+        if not isinstance(choice, str):
+            if not isinstance(choice, Executor):
+                raise ValueError(f"`executor` must be one of {allowed} or an executor object "
+                                 "with a `run(plans, hooks)` method. "
+                                 f"Received: executor={choice!r}")
+            if workers not in (None, 1):
+                raise ValueError("`workers` applies to executor='auto' or 'vmap'; set it on "
+                                 "an executor object itself (VmapExecutor(workers=...)). "
+                                 f"Received: workers={workers!r}, executor={choice!r}")
+            return choice
         if choice not in allowed:
             raise ValueError(f"`executor` must be one of {allowed} or an executor object. "
                              f"Received: executor={choice!r}")
         if choice == "fit":
-            return fit_runner
-        from noisewise.study import vmap_runner
-
-        reason = vmap_runner.unsupported_reason(self.plans_for_check())
+            return _FIT
+        # Replica 0 of every arm (plans come replica by replica): every structure.
+        reason = unsupported_reason(self.plans()[:len(self.spec.arms)])
         if reason is None:
             log(f"vectorised executor: replicas of an arm train together in one compiled "
-                f"program, chunks of {vmap_runner.DEFAULT_CHUNK}")
-            return vmap_runner
+                f"program, chunks of {DEFAULT_CHUNK}")
+            return VmapExecutor(workers=workers, fallback=_FIT)
         if choice == "vmap":
             raise ValueError(f"`executor='vmap'` cannot run this study: {reason}")
         log(f"one fit per run: {reason}" + (
             f"; --workers {workers} is not used (it applies to the vectorised executor)"
             if workers not in (None, 1) else ""))
-        return fit_runner
-
-    def plans_for_check(self):
-        """One plan per arm (replica 0): enough to see every model structure."""
-        s = self.spec
-        return [fit_runner.RunPlan(s.name, arm, 0, replica_seed(s.seed, 0), self.data, s.model,
-                                   s.train, s.base_dir, s.robustness) for arm in s.arms]
-
-    @staticmethod
-    def _execute(executor, plans, progress, workers=None):
-        if hasattr(executor, "run_many"):
-            yield from (executor.run_many(plans) if workers is None
-                        else executor.run_many(plans, workers=workers))
-            return
-        for plan in plans:
-            progress.start_run(plan)
-            yield executor.run_one(plan, on_epoch=progress.on_epoch)
+        return _FIT
 
 
 def run_study(spec, store=None, **kwargs):

@@ -6,23 +6,52 @@ weights, noise levels and seed-generator states are exactly those the per-run
 Keras' own stateless ``train_step`` / ``test_step`` run under ``jax.vmap``
 (replicas) and ``jax.lax.scan`` (epochs), so the arithmetic is the one ``fit``
 performs, with no Python between epochs.
+
+JAX is imported inside the functions that compile: this module loads on every
+backend (the runner asks it whether it can run a study), and JAX is only
+needed, and only installed for sure, where it runs.
 """
 
 import collections
+import dataclasses
 import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator, Sequence
 
+import keras
 import numpy as np
 
-from noisewise._validation import check_int
-from noisewise.study import fit_runner, models
+from noisewise._core import keras_compat
+from noisewise._core.validation import check_int
+from noisewise.layers import NOISE_LAYERS
+from noisewise.study import models
 from noisewise.study.data_order import epoch_orders
+from noisewise.study.execute.base import (
+    RunHooks,
+    history_from_epochs,
+    result_from_history,
+    validated_epochs,
+    validation_batch_size,
+)
+from noisewise.study.execute.fit import FitExecutor
+from noisewise.study.execute.prepare import (
+    make_optimizer,
+    prepare_model,
+    program_key,
+    state_variables,
+)
+from noisewise.study.execute.types import RunPlan, RunResult
+
+DEFAULT_CHUNK = 32
 
 
 def _require_jax():
-    import keras
-
     if keras.backend.backend() != "jax":
         raise RuntimeError(
             "The vectorised executor needs the JAX backend; "
@@ -32,15 +61,10 @@ def _require_jax():
 
 def prepare(model, x, y):
     """Build a compiled model's optimizer and metrics without training it."""
-    model._symbolic_build(data_batch=(x[:1], y[:1]))
+    keras_compat.symbolic_build(model, x[:1], y[:1])
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
     return model
-
-
-def _batches(n, batch_size):
-    full, rem = divmod(n, batch_size)
-    return full, rem
 
 
 def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None):
@@ -53,14 +77,14 @@ def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None):
     metric names (``loss``, ``accuracy``, ``val_loss``, ...) to arrays of
     shape (replicas, epochs), NaN where nothing was validated.
     """
-    import jax
+    import jax  # JAX-only (see the module docstring)
     import jax.numpy as jnp
 
     template.reset_metrics()
     reset_metrics = [jnp.asarray(v.value) for v in template.metrics_variables]
-    full, rem = _batches(n_train, batch_size)
+    full, rem = divmod(n_train, batch_size)
     vbs = val_batch_size or batch_size
-    vfull, vrem = _batches(n_val, vbs)
+    vfull, vrem = divmod(n_val, vbs)
 
     def run_batches(step, state, xs, ys, nfull, nrem, batch_size=batch_size):
         logs = None
@@ -110,30 +134,16 @@ def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None):
 
 
 def stack_states(states):
-    import jax
+    import jax  # JAX-only (see the module docstring)
     import jax.numpy as jnp
 
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
 
-def train_states(template, states, x, y, x_val, y_val, *, batch_size, permutations,
-                 validate, val_batch_size=None, trainer=None):
-    """Train stacked replica ``states`` of ``template``'s architecture in one program.
-
-    Returns ``(final_states, histories)``: the trained (trainable,
-    non-trainable, optimizer) values stacked per replica, and one history
-    ``{metric: np.ndarray(epochs)}`` per replica (NaN on epochs not validated).
-    """
-    _require_jax()
-    train = trainer or make_trainer(template, len(x), len(x_val), batch_size, val_batch_size)
-    final, logs = _dispatch(train, states, permutations, validate, (x, y, x_val, y_val))
-    return final, _replica_logs(logs, len(states))
-
-
 def _dispatch(train, states, permutations, validate, arrays):
     """Start training: JAX returns at once and computes in the background, so
     the caller can prepare the next chunk meanwhile."""
-    import jax.numpy as jnp
+    import jax.numpy as jnp  # JAX-only (see the module docstring)
 
     permutations = jnp.asarray(np.asarray(permutations, dtype=np.int32))
     validate = jnp.asarray(np.asarray(validate, dtype=bool))
@@ -143,43 +153,34 @@ def _dispatch(train, states, permutations, validate, arrays):
 
 def _replica_logs(logs, replicas):
     """Wait for the logs of a dispatched chunk; one ``{metric: array}`` per replica."""
-    import jax
+    import jax  # JAX-only (see the module docstring)
 
     logs = jax.device_get(logs)
     return [{k: np.asarray(v[i], dtype=np.float64) for k, v in logs.items()}
             for i in range(replicas)]
 
 
-# -- the executor interface: run_many(plans) -> iterator of RunResult ----------
-
-DEFAULT_CHUNK = 32
-
-
-def structure_key(plan):
+def structure_key(plan: RunPlan) -> str:
     """Plans with equal keys share one compiled program: only noise levels differ.
 
     Levels of noisewise noise layers are variables (state), so a grid over a
     level stacks into one program; every other setting shapes the program.
     """
-    from noisewise.layers import NOISE_LAYERS
-
     noise = []
     for entry in plan.arm.noise:
         entry = dict(entry)
         if entry["type"] in NOISE_LAYERS:
             entry.pop(NOISE_LAYERS[entry["type"]].level_name, None)
         noise.append(entry)
-    return fit_runner.program_key(plan, noise)
+    return program_key(plan, noise)
 
 
-def unsupported_reason(plans=()):
+def unsupported_reason(plans: Sequence[RunPlan] = ()) -> str | None:
     """Why the vectorised executor cannot run ``plans``, or None if it can.
 
     It needs the JAX backend, and every layer of every arm's model must be
     jit-compilable (some Keras preprocessing layers set ``supports_jit=False``).
     """
-    import keras
-
     if keras.backend.backend() != "jax":
         return f"the vectorised executor needs the JAX backend (active: {keras.backend.backend()!r})"
     seen = set()
@@ -190,7 +191,7 @@ def unsupported_reason(plans=()):
         seen.add(key)
         model = models.build_model(plan.model, plan.arm.noise, plan.data, plan.seed,
                                    plan.arm.name, base_dir=plan.base_dir)
-        for layer in model._flatten_layers(include_self=True):
+        for layer in keras_compat.flatten_layers(model, include_self=True):
             if getattr(layer, "supports_jit", True) is False:
                 return (f"arm {plan.arm.name!r}: layer {layer.name!r} "
                         f"({type(layer).__name__}) cannot be jit-compiled")
@@ -201,7 +202,7 @@ def _initial_state(plan, reset_metrics):
     """A run's exact initial state, as the per-run path would build it (no compile)."""
     model = models.build_model(plan.model, plan.arm.noise, plan.data, plan.seed, plan.arm.name,
                                base_dir=plan.base_dir)
-    optimizer = fit_runner.make_optimizer(plan.train, plan.arm.noise, plan.seed, plan.arm.name)
+    optimizer = make_optimizer(plan.train, plan.arm.noise, plan.seed, plan.arm.name)
     optimizer.build(model.trainable_variables)
     return ([v.value for v in model.trainable_variables],
             [v.value for v in model.non_trainable_variables],
@@ -209,60 +210,33 @@ def _initial_state(plan, reset_metrics):
             reset_metrics)
 
 
-def _history(raw, validated):
-    """Per-run history in the fit path's layout (validation curves only where validated)."""
-    history = {}
-    for key, values in raw.items():
-        if key.startswith("val_"):
-            history[key] = [float(v) for v in values[validated]]
-        else:
-            history[key] = [float(v) for v in values]
-    n = len(next(iter(raw.values())))
-    history["epoch"] = list(range(1, n + 1))
-    history["val_epoch"] = [int(e) + 1 for e in np.flatnonzero(validated)]
-    return history
+def _epoch_logs(raw, validated):
+    """One replica's ``{metric: array(epochs)}`` as per-epoch logs, the ``val_*``
+    values only on validated epochs (what ``fit`` reports)."""
+    return [{k: v[e] for k, v in raw.items() if check or not k.startswith("val_")}
+            for e, check in enumerate(validated)]
 
 
-def _until(history, last):
-    """``history`` up to and including epoch ``last``, as a ``fit`` stopped
-    there records it (no ``val_*`` curve when nothing was validated yet)."""
-    keep = sum(e <= last for e in history["epoch"])
-    keep_val = sum(e <= last for e in history["val_epoch"])
-    return {k: v[:keep_val if k.startswith("val_") else keep] for k, v in history.items()
-            if keep_val or not k.startswith("val_") or k == "val_epoch"}
-
-
-# Epoch orders per (seed, epochs, n): replica i of every arm sees the same
-# batches (paired runs), so each arm after the first reuses them. Kept up to
-# PERMUTATION_CACHE_BYTES.
-_PERMUTATIONS = collections.OrderedDict()
-PERMUTATION_CACHE_BYTES = 256 * 2**20
-
-
-def permutations(seed, epochs, n):
-    """``(epochs, n)`` int32 array of :func:`~noisewise.study.data_order.epoch_orders` (cached)."""
-    key = (seed, epochs, n)
-    found = _PERMUTATIONS.get(key)
-    if found is not None:
-        _PERMUTATIONS.move_to_end(key)
-        return found
-    found = epoch_orders(seed, epochs, n).astype(np.int32)
-    found.setflags(write=False)
-    _PERMUTATIONS[key] = found
-    while sum(a.nbytes for a in _PERMUTATIONS.values()) > PERMUTATION_CACHE_BYTES:
-        _PERMUTATIONS.popitem(last=False)
-    return found
+def _orders(seed, epochs, n):
+    return epoch_orders(seed, epochs, n).astype(np.int32)
 
 
 class _Program:
-    """One compiled training program: a template model and its vmapped trainer."""
+    """One compiled training program: a template model and its vmapped trainer.
 
-    def __init__(self, plan):
+    Args:
+        plan: A plan of the structure the program trains.
+        orders: ``callable(seed, epochs, n)`` -> the run's ``(epochs, n)`` int32
+            epoch orders (default: computed each time).
+    """
+
+    def __init__(self, plan, orders=None):
         data, train = plan.data, plan.train
-        self.template = prepare(fit_runner.prepare_model(plan), data.x_train, data.y_train)
+        self.orders = orders or _orders
+        self.template = prepare(prepare_model(plan), data.x_train, data.y_train)
         self.epochs, self.batch_size = train["epochs"], train["batch_size"]
-        self.val_batch_size = fit_runner.validation_batch_size(self.batch_size, len(data.x_test))
-        checked = fit_runner.validated_epochs(self.epochs, train["validate_every"])
+        self.val_batch_size = validation_batch_size(self.batch_size, len(data.x_test))
+        checked = validated_epochs(self.epochs, train["validate_every"])
         self.validate = np.zeros(self.epochs, dtype=bool)
         self.validate[np.asarray(checked) - 1] = True
         self.template.reset_metrics()
@@ -281,7 +255,7 @@ class _Program:
         data = chunk[0].data
         states = [_initial_state(plan, self.reset) for plan in chunk]
         n = len(data.x_train)
-        perms = [permutations(p.seed, self.epochs, n) for p in chunk]
+        perms = [self.orders(p.seed, self.epochs, n) for p in chunk]
         # Pad to the chunk size so every chunk reuses one compiled program.
         states += [states[0]] * (size - len(states))
         perms += [perms[0]] * (size - len(perms))
@@ -291,43 +265,32 @@ class _Program:
         return chunk, final_states, logs, started, t0
 
     def finish(self, launched):
-        """Wait for a launched chunk and yield its RunResults."""
-        import keras
+        """Wait for a launched chunk and yield its RunResults.
 
+        One replica cannot stop alone: a diverged one trained every epoch, and
+        :func:`~noisewise.study.execute.result_from_history` cuts it at its
+        diverged epoch and leaves it without robustness metrics, as the fit
+        path (which stops there) records it.
+        """
         chunk, final_states, logs, started, t0 = launched
-        histories = [_history(hist, self.validate) for hist in _replica_logs(logs, len(chunk))]
-        # One replica cannot stop alone: a diverged one trained every epoch, and
-        # is classified, cut at its diverged epoch and left without robustness
-        # metrics, as the fit path (which stops there) records it.
-        verdicts = [fit_runner.classify(history) for history in histories]
-        histories = [h if epoch is None else _until(h, epoch)
-                     for h, (_, epoch, _) in zip(histories, verdicts)]
-        robust = [self._robustness(plan, final_states, i) if verdict[0] == "done" else {}
-                  for i, (plan, verdict) in enumerate(zip(chunk, verdicts))]
+        results = [
+            result_from_history(plan, history_from_epochs(_epoch_logs(raw, self.validate)),
+                                t0=t0, started_at=started,
+                                trained=lambda i=i: self._load(final_states, i))
+            for i, (plan, raw) in enumerate(zip(chunk, _replica_logs(logs, len(chunk))))]
+        # The chunk trained together: each run is charged an equal share of it.
         wall = (time.perf_counter() - t0) / len(chunk)
-        metrics = chunk[0].train["metrics"]
-        for plan, history, (status, diverged_epoch, error), extra in zip(
-                chunk, histories, verdicts, robust):
-            final = fit_runner.summarize_history(history, metrics)
-            final.update(extra)
-            yield fit_runner.RunResult(
-                arm=plan.arm, replica=plan.replica, seed=plan.seed, status=status,
-                history=history, final=final, wall_s=wall, backend=keras.backend.backend(),
-                versions=fit_runner.versions(), error=error, started_at=started,
-                diverged_epoch=diverged_epoch,
-            )
+        yield from (dataclasses.replace(result, wall_s=wall) for result in results)
 
-    def _robustness(self, plan, states, i):
-        """Robustness metrics of replica ``i``: its trained state loaded into the template."""
-        if not plan.robustness:
-            return {}
+    def _load(self, states, i):
+        """The template with replica ``i``'s trained state loaded (for robustness)."""
         values = [value for group in states for value in group]  # (trainable, non-, optimizer)
-        for variable, value in zip(fit_runner.state_variables(self.template), values):
+        for variable, value in zip(state_variables(self.template), values):
             variable.assign(value[i])
-        return fit_runner.robustness_metrics(plan, self.template)
+        return self.template
 
 
-def chunks(plans, chunk_size=None):
+def chunks(plans: Sequence[RunPlan], chunk_size: int | None = None) -> list:
     """The units of work: ``(plans, padded_size)`` per chunk, grouped by structure.
 
     Plans whose models differ only in noise levels (a grid) share a structure
@@ -347,36 +310,104 @@ def chunks(plans, chunk_size=None):
     return units
 
 
-def _run_units(units):
-    """Train ``units`` in order, one ahead: while a chunk trains (JAX computes
-    asynchronously), the next one's initial states are built and its program
-    compiled, and the finished one's results are stored."""
-    program, key, pending = None, None, None
-    for chunk, size in units:
-        try:
-            if structure_key(chunk[0]) != key:  # units come grouped by structure
-                program, key = None, structure_key(chunk[0])
-                program = _Program(chunk[0])
-            launched = (chunk, program, program.launch(chunk, size))
-        except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
-            launched = (chunk, None, e)
+class VmapExecutor:
+    """Trains replicas of a structure together: one compiled program per structure, chunk by chunk.
+
+    Plans whose models differ only in noise levels (a grid) share a program.
+    Replicas are split into chunks of ``chunk_size`` (default
+    :data:`DEFAULT_CHUNK`), so memory stays bounded and time grows linearly
+    with the number of runs. A chunk whose program fails falls back to the
+    per-run ``fit`` path (``fallback``), so a study never stops for the fast
+    path's sake.
+
+    Epoch orders are kept per ``(seed, epochs, n)``: replica i of every arm
+    sees the same batches (paired runs), so each arm after the first reuses
+    them, up to ``permutation_cache_bytes``, for as long as this object lives.
+
+    Args:
+        chunk_size: Replicas per program.
+        workers: Processes to train in (default 1: this one). More start
+            fresh interpreters that train contiguous slices of the chunks, one
+            core each, for machines with many cores; results are yielded as
+            they finish, from whichever worker.
+        fallback: The :class:`FitExecutor` a failed chunk is trained with
+            (default: a new one).
+    """
+
+    permutation_cache_bytes = 256 * 2**20
+
+    def __init__(self, chunk_size: int | None = None, workers: int | None = None,
+                 fallback: FitExecutor | None = None):
+        self.chunk_size = None if chunk_size is None else check_int("chunk_size", chunk_size,
+                                                                     low=1)
+        self.workers = check_int("workers", 1 if workers is None else workers, low=1)
+        self.fallback = fallback if fallback is not None else FitExecutor()
+        self._permutations = collections.OrderedDict()
+
+    def replicas_at_once(self, seeds: int) -> int:
+        """Replicas this executor holds in memory at once for a study of ``seeds`` seeds."""
+        return min(self.chunk_size or DEFAULT_CHUNK, seeds) * self.workers
+
+    def run(self, plans: Sequence[RunPlan], hooks: RunHooks | None = None) -> Iterator[RunResult]:
+        """Train ``plans``; results come chunk by chunk. ``hooks`` are not called:
+        a chunk's epochs run inside one compiled program."""
+        _require_jax()
+        units = chunks(plans, self.chunk_size)
+        if not units:
+            return
+        workers = min(self.workers, len(units))
+        if workers > 1 and self.chunk_size is None:
+            # Measured on 2 cores: two workers with 16 replicas each beat two with
+            # 32 (which contend for the shared cache) and one with 32.
+            units = chunks(plans, max(8, DEFAULT_CHUNK // workers))
+        if workers == 1:
+            yield from self.run_units(units)
+        else:
+            yield from _run_parallel(units, workers)
+
+    def permutations(self, seed: int, epochs: int, n: int) -> np.ndarray:
+        """``(epochs, n)`` int32 array of :func:`~noisewise.study.data_order.epoch_orders` (cached)."""
+        key = (seed, epochs, n)
+        found = self._permutations.get(key)
+        if found is not None:
+            self._permutations.move_to_end(key)
+            return found
+        found = _orders(seed, epochs, n)
+        found.setflags(write=False)
+        self._permutations[key] = found
+        while sum(a.nbytes for a in self._permutations.values()) > self.permutation_cache_bytes:
+            self._permutations.popitem(last=False)
+        return found
+
+    def run_units(self, units: list) -> Iterator[RunResult]:
+        """Train ``units`` (:func:`chunks`) in order, one ahead: while a chunk trains
+        (JAX computes asynchronously), the next one's initial states are built and
+        its program compiled, and the finished one's results are stored."""
+        program, key, pending = None, None, None
+        for chunk, size in units:
+            try:
+                if structure_key(chunk[0]) != key:  # units come grouped by structure
+                    program, key = None, structure_key(chunk[0])
+                    program = _Program(chunk[0], self.permutations)
+                launched = (chunk, program, program.launch(chunk, size))
+            except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
+                launched = (chunk, None, e)
+            if pending is not None:
+                yield from self._finish(*pending)
+            pending = launched
         if pending is not None:
-            yield from _finish(*pending)
-        pending = launched
-    if pending is not None:
-        yield from _finish(*pending)
+            yield from self._finish(*pending)
 
-
-def _finish(chunk, program, launched):
-    try:
-        if program is None:
-            raise launched
-        results = list(program.finish(launched))
-    except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
-        warnings.warn(f"vectorised training failed ({type(e).__name__}: {e}); "
-                      f"running these {len(chunk)} runs one fit each", stacklevel=3)
-        results = (fit_runner.run_one(plan) for plan in chunk)
-    yield from results
+    def _finish(self, chunk, program, launched):
+        try:
+            if program is None:
+                raise launched
+            results = list(program.finish(launched))
+        except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
+            warnings.warn(f"vectorised training failed ({type(e).__name__}: {e}); "
+                          f"running these {len(chunk)} runs one fit each", stacklevel=3)
+            results = (self.fallback.run_one(plan) for plan in chunk)
+        yield from results
 
 
 # -- worker processes -----------------------------------------------------------
@@ -404,8 +435,6 @@ def _split(units, n):
 def _feed_and_read(process, name, payload, inbox):
     """Send a worker its units, then forward its frames into ``inbox``; a closed
     stream ends with the worker's exit code."""
-    import pickle
-
     try:
         process.stdin.write(payload)
         process.stdin.close()
@@ -416,34 +445,61 @@ def _feed_and_read(process, name, payload, inbox):
         inbox.put(("exit", (name, process.returncode)))
 
 
+WORKER_MODULE = "noisewise.study.execute.worker"
+LIFELINE_THREAD = "noisewise-lifeline"
+
+# Run with `python -c`: watch the lifeline (stdlib only), then import the
+# package and run the worker module as `-m` would.
+_BOOTSTRAP = f"""\
+import os, sys, threading
+def _watch(fd):
+    try:
+        while os.read(fd, 1024):
+            pass
+    except OSError:
+        pass
+    os._exit(0)
+if len(sys.argv) > 2:
+    threading.Thread(target=_watch, args=(int(sys.argv[2]),), name={LIFELINE_THREAD!r},
+                     daemon=True).start()
+import runpy
+runpy.run_module({WORKER_MODULE!r}, run_name="__main__", alter_sys=True)
+"""
+
+
+def worker_command(parent, lifeline=None):
+    """The command line of a worker (:mod:`noisewise.study.execute.worker`) for
+    study process ``parent``, watching the pipe descriptor ``lifeline`` (None:
+    only its parent between runs)."""
+    return [sys.executable, "-c", _BOOTSTRAP, str(parent),
+            *([] if lifeline is None else [str(lifeline)])]
+
+
+# The folder holding the noisewise package (src/ of a source tree), which
+# workers put on their path: they import the same noisewise as this process.
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+
+
 def _run_parallel(units, n):
-    import pickle
-    import queue
-    import subprocess
-    import threading
-
-    import noisewise
-    from noisewise.study import _worker
-
     env = dict(os.environ)
-    package_root = os.path.dirname(os.path.dirname(os.path.abspath(noisewise.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     # One core each: n workers share the machine instead of each spreading
     # its matrix products over every core.
     env["XLA_FLAGS"] = " ".join(f for f in (env.get("XLA_FLAGS"),
                                             "--xla_cpu_multi_thread_eigen=false") if f)
     inbox = queue.Queue()
     workers = []
-    # The workers' lifeline (see noisewise.study._worker): they hold its read
-    # end, only this process the write end (not inheritable, so no other child
-    # keeps it open), and the kernel closes that when this process dies.
+    # The workers' lifeline (see noisewise.study.execute.worker): they hold its
+    # read end, only this process the write end (not inheritable, so no other
+    # child keeps it open), and the kernel closes that when this process dies.
     # Passing a descriptor is POSIX only; elsewhere workers check their parent
     # between runs.
     lifeline = os.pipe() if os.name == "posix" else ()
     try:
         for i, part in enumerate(_split(units, n)):
             process = subprocess.Popen(
-                _worker.command(os.getpid(), lifeline[0] if lifeline else None),
+                worker_command(os.getpid(), lifeline[0] if lifeline else None),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                 pass_fds=lifeline[:1])
             workers.append(process)
@@ -476,34 +532,3 @@ def _run_parallel(units, n):
             except subprocess.TimeoutExpired:
                 process.kill()
 
-
-def run_many(plans, chunk_size=None, workers=None):
-    """Train ``plans`` with one compiled program per structure, chunk by chunk.
-
-    Plans whose models differ only in noise levels (a grid) share a program.
-    Replicas are split into chunks of ``chunk_size`` (default
-    :data:`DEFAULT_CHUNK`), so memory stays bounded and time grows linearly
-    with the number of runs. A chunk whose program fails falls back to the
-    per-run ``fit`` path, so a study never stops for the fast path's sake.
-
-    Args:
-        plans: Run plans.
-        chunk_size: Replicas per program.
-        workers: Processes to train in (default 1: this one). More start
-            fresh interpreters that train contiguous slices of the chunks, one
-            core each, for machines with many cores; results are yielded as
-            they finish, from whichever worker.
-    """
-    _require_jax()
-    units = chunks(plans, chunk_size)
-    if not units:
-        return
-    workers = min(check_int("workers", 1 if workers is None else workers, low=1), len(units))
-    if workers > 1 and chunk_size is None:
-        # Measured on 2 cores: two workers with 16 replicas each beat two with
-        # 32 (which contend for the shared cache) and one with 32.
-        units = chunks(plans, max(8, DEFAULT_CHUNK // workers))
-    if workers == 1:
-        yield from _run_units(units)
-    else:
-        yield from _run_parallel(units, workers)
