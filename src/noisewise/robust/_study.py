@@ -27,15 +27,11 @@ two arms' corruption metrics into mCE.
 
 import numpy as np
 
-from noisewise._validation import check_choice, check_int, check_number, check_range
+from noisewise._core.validation import check_int, check_range
 from noisewise.random import derive_seed
 from noisewise.robust import _model, attacks, smoothing
 from noisewise.robust import evaluate as tables
-
-SECTIONS = ("clip", "from_logits", "max_examples", "noise", "attacks", "smoothing", "corruptions")
-_ATTACK_KEYS = ("type", "eps", "norm", "steps", "step_size", "random_start", "targeted", "keep_best")
-_SMOOTHING_KEYS = ("sigma", "n0", "n", "alpha", "radii", "max_examples", "batch_size")
-_CORRUPTION_KEYS = ("names", "severities", "image_shape", "value_range", "preset")
+from noisewise.robust.config import check_config
 
 
 def _fmt(v):
@@ -44,15 +40,6 @@ def _fmt(v):
 
 def _as_list(v):
     return list(v) if isinstance(v, (list, tuple)) else [v]
-
-
-def _check_keys(where, entry, allowed):
-    if not isinstance(entry, dict):
-        raise ValueError(f"`{where}` must be a table (dict). Received: {where}={entry!r}")
-    for key in entry:
-        if key not in allowed:
-            raise ValueError(f"`{where}.{key}` is not a known key; allowed: {', '.join(allowed)}. "
-                             f"Received: {key}={entry[key]!r}")
 
 
 def _noise(model, x, y, entries, clip, from_logits, seed, details):
@@ -112,62 +99,6 @@ def _corruptions(model, x, y, entry, from_logits, seed, details):
     return out
 
 
-def check_config(config, where="robustness"):
-    """Validate a config before anything is evaluated (or trained); returns it.
-
-    Checks what can be checked without a model: known keys, and the values a
-    run would otherwise refuse only after training (attack budgets, smoothing
-    sample counts and level, severities, noise levels). Errors name the key
-    path under ``where`` (``robustness.smoothing.alpha``).
-    """
-    _check_keys(where, config, SECTIONS)
-    check_range(f"{where}.clip", config.get("clip"))
-    if config.get("max_examples") is not None:
-        check_int(f"{where}.max_examples", config["max_examples"], low=1)
-    for i, entry in enumerate(_as_list(config.get("noise") or [])):
-        path = f"{where}.noise[{i}]"
-        if not isinstance(entry, dict) or "type" not in entry or "levels" not in entry:
-            raise ValueError(f"`{path}` needs `type` and `levels`. Received: {entry!r}")
-        from noisewise.layers import NOISE_LAYERS
-
-        check_choice(f"{path}.type", entry["type"], tuple(NOISE_LAYERS))
-        for level in _as_list(entry["levels"]):
-            check_number(f"{path}.levels", level, low=0.0)
-        check_int(f"{path}.draws", entry.get("draws", 5), low=1)
-    for i, entry in enumerate(_as_list(config.get("attacks") or [])):
-        path = f"{where}.attacks[{i}]"
-        _check_keys(path, entry, _ATTACK_KEYS)
-        check_choice(f"{path}.type", entry.get("type"), ("fgsm", "pgd"))
-        attacks.check_norm(entry.get("norm", "linf"))
-        for eps in _as_list(entry.get("eps", 0.1)):
-            check_number(f"{path}.eps", eps, low=0.0)
-        if "steps" in entry:
-            check_int(f"{path}.steps", entry["steps"], low=1)
-    if config.get("smoothing"):
-        entry = config["smoothing"]
-        _check_keys(f"{where}.smoothing", entry, _SMOOTHING_KEYS)
-        if "sigma" not in entry:
-            raise ValueError(f"`{where}.smoothing.sigma` is required. Received: {entry!r}")
-        check_number(f"{where}.smoothing.sigma", entry["sigma"], low=0.0, low_open=True)
-        n0 = check_int(f"{where}.smoothing.n0", entry.get("n0", 100), low=1)
-        n = check_int(f"{where}.smoothing.n", entry.get("n", 1000), low=1)
-        if n0 > n:
-            raise ValueError(f"`{where}.smoothing.n0` must be <= `n` ({n}). Received: n0={n0}")
-        check_number(f"{where}.smoothing.alpha", entry.get("alpha", 0.001), low=0.0, high=1.0,
-                     low_open=True, high_open=True)
-        for r in _as_list(entry.get("radii", [])):
-            check_number(f"{where}.smoothing.radii", r, low=0.0)
-        if entry.get("max_examples") is not None:
-            check_int(f"{where}.smoothing.max_examples", entry["max_examples"], low=1)
-    if config.get("corruptions"):
-        entry = config["corruptions"]
-        _check_keys(f"{where}.corruptions", entry, _CORRUPTION_KEYS)
-        for s in _as_list(entry.get("severities", [1])):
-            check_int(f"{where}.corruptions.severities", s, low=1)
-            check_number(f"{where}.corruptions.severities", s, high=5)
-    return config
-
-
 def evaluate(model, x_test, y_test, config, seed):
     """Return ``(metrics, details)``: the flat metrics and the result objects behind them."""
     check_config(config, "config")
@@ -192,3 +123,12 @@ def evaluate(model, x_test, y_test, config, seed):
     if config.get("corruptions"):
         metrics.update(_corruptions(model, x, y, config["corruptions"], from_logits, seed, details))
     return metrics, details
+
+
+def evaluate_for_study(model, x_test, y_test, config, seed):
+    """Run the robustness evaluations named in ``config``; return flat metrics.
+
+    See this module's docstring for the config format and metric names;
+    :func:`evaluate` also returns the result objects behind them.
+    """
+    return evaluate(model, x_test, y_test, config, seed)[0]

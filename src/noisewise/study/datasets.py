@@ -66,7 +66,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisewise._validation import check_int, check_number
+from noisewise._core.validation import check_int, check_number
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

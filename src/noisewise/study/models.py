@@ -52,53 +52,18 @@ Example:
     ['Dense', 'GaussianNoise', 'Activation', 'Dense']
 """
 
-import inspect
-
 import keras
 
-from noisewise._validation import check_int, check_non_negative, check_number
+from noisewise._core import keras_compat
+from noisewise._core.validation import check_int, check_number
 from noisewise.layers import NOISE_LAYERS, WeightNoise
 from noisewise.random import derive_seed
 
-WHERE = ("input", "pre_activation", "post_activation")
 DROPOUT_LAYERS = {
     "dropout": keras.layers.Dropout,
     "gaussian_dropout": keras.layers.GaussianDropout,
     "alpha_dropout": keras.layers.AlphaDropout,
 }
-NOISE_TYPES = (*NOISE_LAYERS, *DROPOUT_LAYERS, "weight", "gradient", "adversarial")
-# Entries that act on the whole model or the optimizer, not at one place in it.
-UNPLACED = ("weight", "gradient", "adversarial")
-
-
-def _init_args(cls):
-    """Keyword arguments a layer class accepts (walking its constructors' MRO)."""
-    names = []
-    for klass in cls.__mro__:
-        if klass is keras.layers.Layer:
-            break
-        if "__init__" in vars(klass):
-            for p in inspect.signature(klass.__init__).parameters.values():
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names:
-                    names.append(p.name)
-    return [n for n in names if n not in ("self", "level", "seed", "name", "layer")]
-
-
-def noise_arguments(kind):
-    """``(required, allowed)`` argument names of a noise type (besides type/where)."""
-    if kind in NOISE_LAYERS:
-        return (NOISE_LAYERS[kind].level_name,), _init_args(NOISE_LAYERS[kind])
-    if kind in DROPOUT_LAYERS:
-        return ("rate",), _init_args(DROPOUT_LAYERS[kind])
-    if kind == "weight":
-        return ("stddev",), _init_args(WeightNoise)
-    if kind == "gradient":
-        return ("eta",), ["eta", "gamma"]
-    if kind == "adversarial":
-        from noisewise.robust.adversarial import STUDY_KEYS
-
-        return (), list(STUDY_KEYS)
-    raise ValueError(f"unknown noise type {kind!r}")
 
 
 def _arguments(entry):
@@ -113,23 +78,6 @@ def noise_layer(entry, seed=None, name=None):
         check_number("rate", args.get("rate"), low=0.0, high=1.0, high_open=True)
         return DROPOUT_LAYERS[kind](seed=seed, name=name, **args)
     return NOISE_LAYERS[kind](seed=seed, name=name, **args)
-
-
-def check_noise(entry):
-    """Raise ValueError (naming the argument) if the entry's values are invalid."""
-    kind, args = entry["type"], _arguments(entry)
-    if kind == "gradient":
-        check_non_negative("eta", args["eta"])
-        check_non_negative("gamma", args.get("gamma", 0.55))
-    elif kind == "weight":
-        WeightNoise(keras.layers.Dense(1), seed=0, **args)
-    elif kind == "adversarial":
-        from noisewise.robust import adversarial_model
-
-        probe = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
-        adversarial_model(probe, args, seed=0)
-    else:
-        noise_layer(entry, seed=0)
 
 
 def noise_seed(seed, arm, index, site=0):
@@ -252,7 +200,7 @@ def _user_model(model, noise, data, seed, arm, base_dir):
 
     options = {k: v for k, v in model.items() if k != "builder"}
     build = resolve_callable(model["builder"], base_dir, what="builder")
-    keras.utils.set_random_seed(seed)
+    keras_compat.set_random_seed(seed)
     net = build(input_shape=data.input_shape, num_classes=data.num_classes, **options)
     if not isinstance(net, keras.Model):
         raise ValueError(f"builder {model['builder']!r} must return a keras.Model. "

@@ -1,0 +1,148 @@
+"""The spec as pydantic v2 models: its JSON Schema, and a typed view of a normalised spec.
+
+The models are generated from the same vocabulary the validator checks against
+(noise arguments, transforms, dataset and model options), so the schema an
+editor completes with and the validator cannot disagree about which keys
+exist. Every table forbids unknown keys; noise, augmentation and attack entries
+are unions discriminated on ``type``. The messages users see come from
+:func:`~noisewise.study.config.validate`, which also checks what a schema
+cannot say (grid keys, names, caps, cross-references).
+"""
+
+import functools
+import operator
+from typing import Annotated, Any, Literal, Union
+
+import pydantic
+from pydantic import ConfigDict, Field
+
+from noisewise.augment.image import TRANSFORMS
+from noisewise.robust import config as robust_config
+from noisewise.study import datasets, models
+from noisewise.study.config import vocabulary
+from noisewise.study.config.sections import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    MAX_SEEDS,
+    NONFINITE,
+    TRAIN_DEFAULTS,
+)
+
+_STRICT = ConfigDict(extra="forbid")
+_Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _entry(name, kind, required, allowed, extra=None):
+    fields = {"type": (Literal[kind], ...), **(extra or {})}
+    for key in allowed:
+        fields[key] = ((_Finite, ...) if key in required else (Any, None))
+    return pydantic.create_model(name, __config__=_STRICT, **fields)
+
+
+def _union(members):
+    return Annotated[functools.reduce(operator.or_, members), Field(discriminator="type")]
+
+
+def _noise_entry():
+    where = {"where": (Literal[vocabulary.WHERE], ...)}
+    members = []
+    for kind in vocabulary.NOISE_TYPES:
+        required, allowed = vocabulary.noise_arguments(kind)
+        placed = where if kind not in vocabulary.UNPLACED else None
+        members.append(_entry(f"Noise_{kind}", kind, required, allowed, placed))
+    return _union(members)
+
+
+def _augment_entry():
+    members = [_entry(f"Augment_{kind}", kind, (), TRANSFORMS[kind][1])
+               for kind in sorted(TRANSFORMS) if not TRANSFORMS[kind][3]]
+    return _union(members)
+
+
+def _options_model(name, catalog, /, **fixed):
+    fields = {**fixed, **{key: (Any, default) for key, (default, _) in catalog.items()}}
+    return pydantic.create_model(name, __config__=_STRICT, **fields)
+
+
+class StudySection(pydantic.BaseModel):
+    model_config = _STRICT
+    name: Annotated[str, Field(min_length=1)]
+    seeds: Annotated[int, Field(ge=1, le=MAX_SEEDS)] = 30
+    seed: Annotated[int, Field(ge=0)] = 0
+    store: str | None = None
+    reference: str | None = None
+
+
+_Data = Union[tuple(  # noqa: UP007 -- a union of generated models
+    [_options_model(f"Data_{n}", c, name=(Literal[n], ...)) for n, c in datasets.BUILTIN.items()]
+    + [_options_model(f"Data_{s[1:]}", c, path=(str, ...),
+                      nonfinite=(Literal[NONFINITE], "refuse"))
+       for s, c in datasets.FILE_OPTIONS.items()]
+    + [pydantic.create_model("Data_loader", __config__=ConfigDict(extra="allow"),
+                             loader=(str, ...), nonfinite=(Literal[NONFINITE], "refuse"))])]
+_Model = Union[tuple(  # noqa: UP007 -- a union of generated models
+    [_options_model(f"Model_{n}", c, name=(Literal[n], ...)) for n, c in models.BUILTIN.items()]
+    + [pydantic.create_model("Model_builder", __config__=ConfigDict(extra="allow"),
+                             builder=(str, ...))])]
+
+
+class TrainSection(pydantic.BaseModel):
+    model_config = _STRICT
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = TRAIN_DEFAULTS["epochs"]
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = TRAIN_DEFAULTS["batch_size"]
+    optimizer: str = TRAIN_DEFAULTS["optimizer"]
+    learning_rate: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 0.001
+    optimizer_options: dict[str, Any] = {}
+    loss: str = TRAIN_DEFAULTS["loss"]
+    metrics: list[str] = TRAIN_DEFAULTS["metrics"]
+    validate_every: Annotated[int, Field(ge=1)] = TRAIN_DEFAULTS["validate_every"]
+
+
+class ArmSection(pydantic.BaseModel):
+    model_config = _STRICT
+    name: Annotated[str, Field(min_length=1)]
+    noise: list[_noise_entry()] = []
+    augment: list[_augment_entry()] = []
+    augment_value_range: tuple[_Finite, _Finite] | None = None
+    grid: dict[Annotated[str, Field(pattern=r"^(noise|augment)\[\d+\]\.[A-Za-z_]\w*$")],
+               list[Any]] = {}
+
+
+def _keys_model(name, keys, /, **fixed):
+    return pydantic.create_model(name, __config__=_STRICT,
+                                 **{**{k: (Any, None) for k in keys}, **fixed})
+
+
+_Attack = _union([_keys_model(f"Attack_{kind}", robust_config.ATTACK_KEYS,
+                              type=(Literal[kind], ...)) for kind in ("fgsm", "pgd")])
+_RobustNoise = _keys_model("RobustnessNoise", (), type=(Literal[tuple(vocabulary.LEVELS)], ...),
+                           levels=(Any, ...), draws=(int, 5))
+_RobustnessSection = pydantic.create_model(
+    "RobustnessSection", __config__=_STRICT,
+    **{k: (Any, None) for k in ("clip", "from_logits", "max_examples")},
+    noise=(list[_RobustNoise], []), attacks=(list[_Attack], []),
+    smoothing=(_keys_model("Smoothing", robust_config.SMOOTHING_KEYS,
+                           sigma=(_Finite, ...)) | None, None),
+    corruptions=(_keys_model("Corruptions", robust_config.CORRUPTION_KEYS) | None, None))
+
+
+class StudySchema(pydantic.BaseModel):
+    """A study spec file: ``[study]``, ``[data]``, ``[model]``, ``[train]``, ``[[arms]]``."""
+
+    model_config = _STRICT
+    study: StudySection
+    data: _Data
+    model: _Model
+    train: TrainSection = TrainSection()
+    arms: Annotated[list[ArmSection], Field(min_length=1)]
+    robustness: _RobustnessSection | None = None
+
+
+def json_schema():
+    """The JSON Schema of a study spec (for editors that complete and check spec files)."""
+    return StudySchema.model_json_schema()
+
+
+def typed(normalised):
+    """A normalised spec dict as a :class:`StudySchema` (raises pydantic's ValidationError)."""
+    return StudySchema.model_validate(normalised)
