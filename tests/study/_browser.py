@@ -22,8 +22,8 @@ def chromium():
         why = None
         if path is None:
             try:
-                done = subprocess.run(["sh", str(ENSURE)], capture_output=True, text=True,
-                                      timeout=900)
+                done = subprocess.run(["sh", str(ENSURE)], check=False, capture_output=True,
+                                      text=True, timeout=900)
                 why = (done.stderr or done.stdout).strip()[-300:]
             except (OSError, subprocess.TimeoutExpired) as e:
                 why = str(e)
@@ -42,7 +42,7 @@ def render(html_path, screenshot=None, size=(1280, 2000), timeout=120):
                 f"--window-size={size[0]},{size[1]}", "--dump-dom"]
         if screenshot is not None:
             args.append(f"--screenshot={screenshot}")
-        done = subprocess.run(args + [Path(html_path).resolve().as_uri()], capture_output=True,
-                              text=True, timeout=timeout)
+        done = subprocess.run(args + [Path(html_path).resolve().as_uri()], check=False,
+                              capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout

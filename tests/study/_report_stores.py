@@ -12,24 +12,29 @@ from pathlib import Path
 import numpy as np
 
 from noisewise.study import Store, Study, load_spec
-from noisewise.study.fit_runner import RunResult
+from noisewise.study.execute.types import RunResult
 
 NOISE = [{"type": "gaussian", "where": "pre_activation", "stddev": 0.1}]
 
 
-def spec_dict(name, seeds, epochs, grid=True, validate_every=1):
-    arms = [{"name": "baseline"}, {"name": "input", "noise": [
+ARMS = ("baseline", "input", "hidden")
+
+
+def spec_dict(name, seeds, epochs, grid=True, validate_every=1, arms=ARMS):
+    """A circles study; ``arms`` names the baseline, input-noise and grid arms."""
+    base, noisy, hidden = arms
+    arms = [{"name": base}, {"name": noisy, "noise": [
         {"type": "gaussian", "where": "input", "stddev": 0.05}]}]
     if grid:
-        arms.append({"name": "hidden", "noise": NOISE,
+        arms.append({"name": hidden, "noise": NOISE,
                      "grid": {"noise[0].stddev": [0.01, 0.1, 1.0]}})
     return {"study": {"name": name, "seeds": seeds, "seed": 3},
             "data": {"name": "circles"}, "model": {"name": "mlp", "hidden": [8]},
             "train": {"epochs": epochs, "validate_every": validate_every}, "arms": arms}
 
 
-def _curves(rng, epochs, val_epochs, effect):
-    """Rising accuracy / falling loss with seed noise; validation lags training."""
+def _curves(rng, epochs, val_epochs, effect, metric="accuracy"):
+    """Rising ``metric`` (accuracy-like) / falling loss with seed noise; validation lags."""
     t = np.arange(1, epochs + 1) / epochs
     acc = np.clip(0.55 + 0.4 * (1 - np.exp(-4 * t)) + rng.normal(0, 0.02, epochs), 0, 1)
     loss = 0.7 * np.exp(-3 * t) + 0.05 + rng.normal(0, 0.01, epochs) ** 2
@@ -37,13 +42,17 @@ def _curves(rng, epochs, val_epochs, effect):
     val_acc = np.clip(0.5 + (0.3 + effect) * (1 - np.exp(-5 * vt))
                       + rng.normal(0, 0.03, vt.size), 0, 1)
     val_loss = 0.7 * np.exp(-2 * vt) + 0.2 + 0.1 * vt + rng.normal(0, 0.01, vt.size) ** 2
-    return {"loss": loss, "accuracy": acc, "val_loss": val_loss, "val_accuracy": val_acc}
+    return {"loss": loss, metric: acc, "val_loss": val_loss, f"val_{metric}": val_acc}
 
 
 def synthetic_store(path, name="synthetic", seeds=3, epochs=12, grid=True, validate_every=3,
-                    seed=0):
-    """Write a study with made-up curves; returns (path, spec)."""
-    spec = load_spec(spec_dict(name, seeds, epochs, grid, validate_every))
+                    seed=0, arms=ARMS, metric="accuracy"):
+    """Write a study with made-up curves; returns (path, spec).
+
+    ``arms`` names the three arms and ``metric`` the stored accuracy-like curve
+    (``<metric>`` and ``val_<metric>``): any text, to test how the report shows it.
+    """
+    spec = load_spec(spec_dict(name, seeds, epochs, grid, validate_every, arms))
     rng = np.random.default_rng(seed)
     val_epochs = np.unique(np.r_[np.arange(validate_every, epochs + 1, validate_every), epochs])
     with Store(path) as store:
@@ -51,11 +60,11 @@ def synthetic_store(path, name="synthetic", seeds=3, epochs=12, grid=True, valid
         for replica in range(seeds):
             for k, arm in enumerate(spec.arms):
                 effect = 0.02 * k - 0.01 * k * k / len(spec.arms)
-                h = _curves(rng, epochs, val_epochs, effect)
+                h = _curves(rng, epochs, val_epochs, effect, metric)
                 final = {m: float(v[-1]) for m, v in h.items()}
-                best = int(np.argmax(h["val_accuracy"]))
-                final.update(best_val_accuracy=float(h["val_accuracy"][best]),
-                             best_epoch=int(val_epochs[best]))
+                best = int(np.argmax(h[f"val_{metric}"]))
+                final.update({f"best_val_{metric}": float(h[f"val_{metric}"][best]),
+                              "best_epoch": int(val_epochs[best])})
                 history = {m: list(map(float, v)) for m, v in h.items()}
                 history["epoch"] = list(range(1, epochs + 1))
                 history["val_epoch"] = val_epochs.tolist()

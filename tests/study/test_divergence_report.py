@@ -11,7 +11,7 @@ import pytest
 
 from noisewise.cli import main
 from noisewise.study import Store, load_spec, stats
-from noisewise.study.fit_runner import RunResult
+from noisewise.study.execute.types import RunResult
 from noisewise.study.report import write_report
 
 NAN = float("nan")

@@ -1,6 +1,5 @@
 """The HTML study report: made from the store alone, self-contained, and read in a real browser."""
 
-import argparse
 import base64
 import html
 import io
@@ -11,18 +10,21 @@ import subprocess
 import sys
 import tomllib
 from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _browser import render
+from _report_stores import synthetic_store, trained_store
 from PIL import Image
 from scipy import stats as st
 
-from _browser import render
-from _report_stores import synthetic_store, trained_store
+from noisewise.cli import main
 from noisewise.study import Store, StoreError, load_spec, stats
-from noisewise.study import report_plots as plots
-from noisewise.study.report import add_cli, default_report_path, report_after_run, write_report
+from noisewise.study.execute.types import RunResult
+from noisewise.study.report import default_report_path, report_after_run, write_report
+from noisewise.study.report import figures as plots
 from noisewise.study.runner import StudyRun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,6 +98,24 @@ def test_report_is_one_self_contained_file(studies):
             assert img["alt"]
 
 
+def test_styles_and_scripts_are_package_files_inlined_into_the_page(studies):
+    templates = resources.files("noisewise.study.report") / "templates"
+    text = studies["plain"][2].read_text()
+    css, js = (templates / "report.css").read_text(), (templates / "report.js").read_text()
+    assert f"<style>{css}</style>" in text and f"<script>{js}</script>" in text
+    assert "th[aria-sort=ascending]" in css and "data-images-loaded" in js
+
+
+def test_importing_the_report_does_not_load_the_figures():
+    code = ("import sys, noisewise.study.report; "
+            "print('noisewise.study.report.figures' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"  # our matplotlib code loads when a report is drawn
+
+
 def test_table_has_one_row_per_arm_with_the_store_statistics(studies):
     store, spec, path = studies["grid"]
     page = _Page(path.read_text())
@@ -140,7 +160,7 @@ def test_every_figure_is_present(studies):
 
 
 def test_single_seed_report_says_plainly_that_there_is_no_interval(studies):
-    store, _, path = studies["single"]
+    _, _, path = studies["single"]
     text = path.read_text()
     page = _Page(text)
     assert "no confidence intervals, no bands and no tests are possible" in text
@@ -175,8 +195,6 @@ def test_environment_and_store_are_shown(studies):
 
 def test_failed_runs_are_reported_not_summarised(tmp_path):
     store, spec = synthetic_store(tmp_path / "f.db", name="f", seeds=2, grid=False)
-    from noisewise.study.fit_runner import RunResult
-
     with Store(store) as s:
         s.write_run(s.study("f")["id"], RunResult(spec.arms[1], 2, 9, "failed", {}, {}, 0.1,
                                                   "jax", {}, error="diverged"))
@@ -211,31 +229,20 @@ def test_report_after_run_writes_next_to_the_store_and_prints_the_path(studies):
 
 
 def test_cli_subcommand(studies, tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="noisewise")
-    add_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["report", "--store", str(studies["single"][0]),
-                              "-o", str(tmp_path / "r.html")])
-    assert args.study is None  # the latest study of the store
-    assert args.func(args) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "r.html")
-    assert "Noise study <code>single</code>" in (tmp_path / "r.html").read_text()
+    out = tmp_path / "r.html"
+    code = main(["report", "--store", str(studies["single"][0]), "-o", str(out)])
+    assert code == 0  # no study named: the latest study of the store
+    assert capsys.readouterr().out.strip() == str(out)
+    assert "Noise study <code>single</code>" in out.read_text()
 
 
 def test_report_is_made_from_the_store_in_a_fresh_process(studies, tmp_path):
     store = studies["plain"][0]
     out = tmp_path / "fresh.html"
-    from noisewise import cli
-
-    commands = cli.build_parser()._subparsers._group_actions[0].choices
-    if "report" in commands:
-        argv = ["-m", "noisewise.cli", "report", "plain", "--store", str(store), "-o", str(out)]
-    else:  # until the CLI registers `report`
-        argv = ["-c", "import sys; from noisewise.study.report import write_report; "
-                      "print(write_report(sys.argv[1], 'plain', sys.argv[2]))", str(store),
-                str(out)]
+    argv = ["-m", "noisewise.cli", "report", "plain", "--store", str(store), "-o", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run([sys.executable, *argv], check=False, capture_output=True, text=True,
+                          env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith(str(out))
     page = _Page(out.read_text())
@@ -247,7 +254,7 @@ def test_band_is_the_t_interval_and_thin_keeps_the_ends():
     rng = np.random.default_rng(0)
     m = rng.normal(size=(5, 7))
     m[0, 3] = np.nan
-    mean, low, high, n = plots.band(m)
+    _, low, high, n = plots.band(m)
     col = m[1:, 3]  # 4 finite values
     half = st.t.ppf(0.975, 3) * col.std(ddof=1) / 2
     assert n[3] == 4 and math.isclose(low[3], col.mean() - half)
@@ -293,7 +300,7 @@ def _check_rendered(dom, html_path, screenshot):
 
 @pytest.mark.parametrize("kind", ["grid", "plain", "single"])
 def test_report_renders_in_chromium(studies, kind, tmp_path):
-    store, spec, path = studies[kind]
+    _, spec, path = studies[kind]
     shot = tmp_path / f"{kind}.png"
     page = _check_rendered(render(path, shot), path, shot)
     assert list(page.rows) == [a.name for a in spec.arms]
@@ -329,7 +336,7 @@ def test_trained_studies_report_from_a_fresh_process_and_render(tmp_path):
                 "write_report(sys.argv[1], sys.argv[2], sys.argv[3])")
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         done = subprocess.run([sys.executable, "-c", code, str(store), name, str(out)],
-                              capture_output=True, text=True, env=env, timeout=300)
+                              check=False, capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         shot = tmp_path / f"{name}.png"
         page = _check_rendered(render(out, shot), out, shot)
@@ -341,7 +348,7 @@ def test_trained_studies_report_from_a_fresh_process_and_render(tmp_path):
 
 
 def test_report_replaces_only_its_own_pages(studies, tmp_path):
-    from noisewise._files import OutputRefused
+    from noisewise._core.files import OutputRefused
 
     store, _, made = studies["single"]
     assert '<meta name="generator" content="noisewise ' in made.read_text()[:1000]
@@ -383,3 +390,114 @@ def test_long_and_unsafe_study_names_make_distinct_short_file_names():
     assert default_report_path("x/s.db", "a_b").name == "s-a_b.html"  # safe names kept as is
     with pytest.raises(ValueError, match="non-empty string"):
         default_report_path("x/s.db", "")
+
+
+# -- user text on the page: escaped everywhere, shown literally ---------------------
+class _Text(HTMLParser):
+    """Start tags in order (name and attribute names), attributes, table rows as cell
+    texts, and the text of the title, the h1 and each figcaption, as a reader sees them."""
+
+    VOID = frozenset({"meta", "img", "br", "input", "link", "hr"})
+
+    def __init__(self, text):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.attrs, self.rows, self.captions, self.all = [], [], [], [], []
+        self.title = self.h1 = ""
+        self._open = []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, tuple(sorted(k for k, _ in attrs))))
+        self.attrs.append(dict(attrs))
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th") and self.rows:
+            self.rows[-1].append("")
+        elif tag == "figcaption":
+            self.captions.append("")
+        if tag not in self.VOID:
+            self._open.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self._open:
+            del self._open[len(self._open) - 1 - self._open[::-1].index(tag):]
+
+    def handle_data(self, data):
+        self.all.append(data)
+        if "title" in self._open:
+            self.title += data
+        if "h1" in self._open:
+            self.h1 += data
+        if "figcaption" in self._open:
+            self.captions[-1] += data
+        if {"td", "th"} & set(self._open) and self.rows and self.rows[-1]:
+            self.rows[-1][-1] += data
+
+    def row(self, header):
+        return next(r for r in self.rows if r and r[0] == header)
+
+
+STUDY = "S<b>tudy</b> & \"q\" 'a' &amp;"
+ARMS = ("base<i>\"'", "in</td><script>document.title='x'</script>&", "g<img src=x onerror=y()>")
+METRIC = "acc<script>alert(\"m\")</script>&'"
+
+
+def test_a_study_without_start_times_shows_the_dash_not_the_entity_text(tmp_path):
+    store = tmp_path / "empty.db"
+    with Store(store) as s:  # a study whose runs have not started: no times at all
+        s.open_study(load_spec({"study": {"name": "empty", "seeds": 2}, "data": {"name": "circles"},
+                                "model": {"name": "mlp", "hidden": [4]},
+                                "train": {"epochs": 2}, "arms": [{"name": "baseline"}]}))
+    page = _Text(write_report(store, "empty", tmp_path / "empty.html").read_text())
+    assert page.row("runs")[1] == "\u2013 to \u2013; training time \u2013"
+    assert page.row("replica \u2192 seed")[1] == "\u2013"
+    assert not any("&ndash;" in t or "&amp;" in t for t in page.all)  # no entity shown as text
+
+
+def test_the_metric_name_is_escaped_in_every_caption(tmp_path):
+    store, _ = synthetic_store(tmp_path / "m.db", name="m", seeds=2, metric=METRIC)
+    text = write_report(store, "m", tmp_path / "m.html", metric=f"val_{METRIC}").read_text()
+    page = _Text(text)
+    assert [a["id"] for a in page.attrs if "id" in a and a["id"].startswith("fig-")] == [
+        "fig-grid-0", "fig-final", "fig-curves", "fig-loss", "fig-gap"]
+    named = [c for c in page.captions if not c.startswith("Loss curves")]
+    assert len(named) == 4 and all(METRIC in c for c in named), page.captions
+    assert f"val_{METRIC}" in page.captions[2] and f"val_{METRIC}" in page.captions[4]
+    assert METRIC not in text and "<script>alert" not in text  # never raw in the source
+    assert [t for t, _ in page.tags].count("script") == 1  # the page's own script only
+
+
+def _report(folder, name, arms, metric):
+    store, spec = synthetic_store(folder / f"{len(name)}.db", name=name, seeds=2, arms=arms,
+                                  metric=metric)
+    out = write_report(store, name, folder / f"{len(name)}.html", metric=f"val_{metric}")
+    return spec, out.read_text()
+
+
+def test_user_text_full_of_markup_is_shown_literally_and_injects_nothing(tmp_path):
+    _, plain = _report(tmp_path, "s", ("a", "b", "c"), "m")
+    spec, hostile = _report(tmp_path, STUDY, ARMS, METRIC)
+    plain, page = _Text(plain), _Text(hostile)
+    # The same elements with the same attributes, in the same order: nothing injected.
+    assert page.tags == plain.tags
+    assert page.title == f"{STUDY} \u00b7 noisewise study report"
+    assert page.h1 == f"Noise study {STUDY}"
+    arms = [a.name for a in spec.arms]
+    assert [a["data-arm"] for a in page.attrs if "data-arm" in a] == arms
+    table = [r for r in page.rows if r and r[0].removesuffix(" reference") in arms]
+    assert [r[0].removesuffix(" reference") for r in table] == arms
+    assert page.row("study")[1].startswith(f"{STUDY}, created ")
+    assert f"val_{METRIC}" in "".join(page.all)
+    assert tomllib.loads(_Page(hostile).pres[0])["study"]["name"] == STUDY
+    for raw in (*ARMS, STUDY, METRIC, "<script>document", "<img src=x"):
+        assert raw not in hostile, raw
+
+
+def test_dollar_signs_in_names_are_drawn_as_text_not_math():
+    arm, metric = "a$_$", "val_m$\\frac$"  # mathtext would fail on both
+    fig = plots.final_figure([arm], {arm: [0.5, 0.6]}, {}, metric)
+    assert plots.to_data_uri(fig).startswith("data:image/png;base64,")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [arm]
+    assert ax.get_xlabel() == f"final {metric}"

@@ -15,7 +15,7 @@ values are the real per-epoch means, not smoothed ones.
 
 Example:
     >>> import numpy as np
-    >>> from noisewise.study.report_plots import band
+    >>> from noisewise.study.report.figures import band
     >>> mean, low, high, n = band(np.array([[0.5, 0.6], [0.7, 0.8]]))
     >>> [round(float(v), 2) for v in mean]
     [0.6, 0.7]
@@ -42,8 +42,10 @@ STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 MAX_POINTS = 400
 DPI = 100
-_RC = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8,
-       "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False,
+# ``text.parse_math`` off: arm, grid and metric names are user text, shown as
+# written; with it on, "$x$" in a name is drawn as math and "$_$" fails the report.
+_RC = {"text.parse_math": False, "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9,
+       "legend.fontsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False,
        "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}
 
 
@@ -52,18 +54,6 @@ def to_data_uri(fig):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def align(curves):
-    """Runs x epochs matrix (NaN where a run has no value) from ``[(epochs, values)]``."""
-    curves = [(np.asarray(e, dtype=np.int64), np.asarray(v, dtype=float)) for e, v in curves]
-    if not curves:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 0))
-    epochs = np.unique(np.concatenate([e for e, _ in curves]))
-    matrix = np.full((len(curves), epochs.size), np.nan)
-    for i, (e, v) in enumerate(curves):
-        matrix[i, np.searchsorted(epochs, e)] = v
-    return epochs, matrix
 
 
 def band(matrix, confidence=0.95):
