@@ -1,13 +1,12 @@
-"""Preview grids and the ``augment preview`` command."""
+"""Preview grids (the ``augment preview`` command: tests/cli/test_cli_augment.py)."""
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from noisewise.augment.preview import add_cli, load_images, main, parse_spec, preview_grid
+from noisewise.augment.preview import load_images, parse_spec, preview_grid
 
 FLIP = [{"type": "flip", "mode": "horizontal"}, {"type": "gaussian_noise", "stddev": 2}]
 
@@ -58,21 +57,3 @@ def test_load_images_sources_and_errors(tmp_path):
         load_images()
     with pytest.raises(ValueError, match="`dataset` must be one of"):
         load_images(dataset="mnist")
-
-
-def test_cli_writes_png_and_reports_bad_spec(tmp_path, capsys):
-    out = tmp_path / "cli.png"
-    code = main(["augment", "preview", "impulse_noise", "--dataset", "digits", "--preset", "cifar",
-                 "--count", "2", "-o", str(out)])
-    assert code == 0 and out.exists()
-    assert main(["augment", "preview", "nonsense", "--dataset", "digits", "-o", str(out)]) == 2
-    assert "SPEC must be a corruption name" in capsys.readouterr().err
-
-
-def test_add_cli_registers_on_any_subparsers():
-    parser = argparse.ArgumentParser(prog="noisewise")
-    add_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["augment", "preview", "contrast", "--image", "x.png"])
-    assert args.command == "augment" and args.augment_command == "preview" and callable(args.func)
-    with pytest.raises(SystemExit):
-        parser.parse_args(["augment", "preview", "contrast"])  # needs --image or --dataset

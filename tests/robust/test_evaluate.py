@@ -1,7 +1,4 @@
-"""Noise sweeps, corruption tables, mCE, the study-facing evaluation and the CLI."""
-
-import argparse
-import json
+"""Noise sweeps, corruption tables, mCE and the study-facing evaluation."""
 
 import keras
 import numpy as np
@@ -18,7 +15,7 @@ from noisewise.robust import (
     mce_from_metrics,
     noise_sweep,
 )
-from noisewise.robust.evaluate import add_cli, t_interval
+from noisewise.robust.evaluate import t_interval
 
 
 def test_mce_on_a_hand_computed_example():
@@ -218,45 +215,6 @@ def test_evaluate_for_study_refuses_bad_configs(three_class, config, message):
     model, x, y = three_class
     with pytest.raises(ValueError, match=message):
         evaluate_for_study(model, x, y, config, seed=0)
-
-
-def _cli(argv):
-    parser = argparse.ArgumentParser(prog="noisewise")
-    add_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-def test_cli_evaluates_a_saved_model(tmp_path, three_class, capsys):
-    model, x, y = three_class
-    model.save(tmp_path / "m.keras")
-    np.savez(tmp_path / "d.npz", x_test=x, y_test=y)
-    out = tmp_path / "metrics.json"
-    code = _cli(["robustness", str(tmp_path / "m.keras"), "--data", str(tmp_path / "d.npz"),
-                 "--levels", "0,0.2", "--draws", "2", "--noise", "gaussian", "--attack", "fgsm",
-                 "--eps", "0.1", "--clip", "0,1", "--sigma", "0.25", "--n0", "10", "--n", "50",
-                 "--json", str(out)])
-    assert code == 0
-    metrics = json.loads(out.read_text())
-    expected = {"clean_acc", "noise_acc@gaussian=0.2", "adv_acc@fgsm_linf=0.1", "certified_acc@r=0.25"}
-    assert expected <= set(metrics)
-    assert "95% CI" in capsys.readouterr().out
-    assert _cli(["robustness", str(tmp_path / "missing.keras"), "--data", str(tmp_path / "d.npz")]) == 2
-    (tmp_path / "bad.json").write_text(json.dumps({"attacks": [{"type": "cw"}]}))
-    assert _cli(["robustness", str(tmp_path / "m.keras"), "--data", str(tmp_path / "d.npz"),
-                 "--config", str(tmp_path / "bad.json")]) == 2
-    assert "attacks[0].type" in capsys.readouterr().err
-    assert _cli(["robustness", str(tmp_path / "m.keras"), "--data", "mnist"]) == 2
-    assert "--data must be" in capsys.readouterr().err
-
-
-def test_cli_reads_a_built_in_study_dataset(tmp_path):
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
-    model.save(tmp_path / "digits.keras")
-    out = tmp_path / "m.json"
-    assert _cli(["robustness", str(tmp_path / "digits.keras"), "--data", "digits", "--max-examples", "30",
-                 "--levels", "0.1", "--draws", "1", "--quiet", "--json", str(out)]) == 0
-    assert set(json.loads(out.read_text())) == {"clean_acc", "noise_acc@gaussian=0.1"}
 
 
 SIGMA = 0.5

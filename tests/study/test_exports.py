@@ -1,6 +1,5 @@
 """TensorBoard and MLflow exports, read back with TensorBoard's and MLflow's own readers."""
 
-import argparse
 import math
 import sys
 import types
@@ -9,9 +8,9 @@ import numpy as np
 import pytest
 
 from _report_stores import synthetic_store, trained_store
+from noisewise.cli import main
 from noisewise.study import Store, stats
-from noisewise.study.exports import (add_cli_arguments, cmd_export, default_export_path,
-                                     export_mlflow, export_tensorboard)
+from noisewise.study.exports import default_export_path, export_mlflow, export_tensorboard
 
 
 @pytest.fixture(scope="module")
@@ -150,15 +149,9 @@ def test_mlflow_export_refuses_to_duplicate_and_can_overwrite(study, mlflow_expo
 
 def test_cli_exports(study, tmp_path, capsys):
     pytest.importorskip("tensorboard", reason="optional extra: pip install noisewise[tensorboard]")
-    parser = argparse.ArgumentParser()
-    parser.add_argument("study")
-    parser.add_argument("--format")
-    parser.add_argument("-o", "--output")
-    parser.add_argument("--store")
-    add_cli_arguments(parser)
-    args = parser.parse_args(["exp", "--format", "tensorboard", "--store", str(study[0]),
-                              "-o", str(tmp_path / "logs")])
-    assert cmd_export(args) == 0
+    code = main(["export", "exp", "--format", "tensorboard", "--store", str(study[0]),
+                 "-o", str(tmp_path / "logs")])
+    assert code == 0
     assert capsys.readouterr().out.strip() == f"tensorboard --logdir {tmp_path / 'logs'}"
     assert (tmp_path / "logs" / "baseline" / "seed_0" / "validation").is_dir()
 
@@ -226,8 +219,6 @@ def test_records_of_every_status_as_csv_and_json(study, tmp_path):
 
 
 def test_export_targets_never_write_into_the_store(study, tmp_path, capsys):
-    from noisewise.cli import main
-
     store = study[0]
     before = store.read_bytes()
     code = main(["export", "exp", "--format", "tensorboard", "--store", str(store),

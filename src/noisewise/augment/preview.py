@@ -1,4 +1,4 @@
-"""Preview augmentations as a PNG grid: ``noisewise augment preview SPEC ...``.
+"""Preview augmentations as a PNG grid (the library behind ``noisewise augment preview``).
 
 For a pipeline spec, each row is one source image: the original, then
 ``samples`` augmented draws. For a corruption name, each row is one source
@@ -19,12 +19,11 @@ Example:
 
 import json
 import os
-import sys
 
 import numpy as np
 
-from noisewise._files import OutputRefused, atomic_open, check_output, png_metadata
-from noisewise.augment.corruptions import CORRUPTIONS, PRESETS, corrupt
+from noisewise._core.files import atomic_open, png_metadata
+from noisewise.augment.corruptions import CORRUPTIONS, corrupt
 from noisewise.augment.image import image_pipeline
 
 DATASETS = ("sample_images", "digits")
@@ -172,67 +171,3 @@ def preview_grid(spec, images, *, value_range=(0, 255), samples=5, seed=0, prese
                         metadata=png_metadata() if fmt == "png" else None)
         plt.close(fig)
     return fig
-
-
-def _run(args):
-    inputs = [p for p in (args.image, args.spec) if p and os.path.isfile(p)]
-    try:  # onto an input never; onto a file noisewise did not write only with --force
-        check_output(args.output, protect=[("input", p) for p in inputs], force=args.force)
-    except OutputRefused as err:
-        print(f"noisewise augment preview: error: {err}", file=sys.stderr)
-        return 2
-    try:
-        images, value_range = load_images(
-            image=args.image, dataset=args.dataset, count=args.count,
-            size=None if args.size is None else (args.size, args.size),
-        )
-        preview_grid(args.spec, images, value_range=value_range, samples=args.samples,
-                     seed=args.seed, preset=args.preset, output=args.output, arm=args.arm)
-    except (ValueError, OSError) as err:
-        print(f"noisewise augment preview: error: {err}", file=sys.stderr)
-        return 2
-    print(args.output)
-    return 0
-
-
-def add_cli(subparsers):
-    """Register ``augment preview`` on an argparse ``subparsers`` object.
-
-    The handler is stored as ``func`` (``args.func(args)`` returns the exit
-    code: 0 ok, 2 bad spec or input).
-    """
-    augment = subparsers.add_parser("augment", help="augmentation tools")
-    commands = augment.add_subparsers(dest="augment_command", required=True)
-    p = commands.add_parser(
-        "preview", help="draw a grid of augmented samples or corruption severities",
-        description=__doc__.split("Example:")[0],
-    )
-    p.add_argument("spec", help="corruption name, JSON list of transforms, or .json/.toml file")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", help="image file to augment")
-    source.add_argument("--dataset", choices=DATASETS, help="built-in images")
-    p.add_argument("-o", "--output", default="augment_preview.png", help="PNG file to write")
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing -o file that noisewise did not write")
-    p.add_argument("--samples", type=int, default=5, help="augmented samples per image")
-    p.add_argument("--count", type=int, default=2, help="images taken from --dataset")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--preset", choices=PRESETS, default="imagenet", help="corruption constants")
-    p.add_argument("--arm", help="arm whose `augment` list to use, for a study spec")
-    p.add_argument("--size", type=int, help="resize photos to SIZE x SIZE first")
-    p.set_defaults(func=_run)
-    return p
-
-
-def main(argv=None):
-    """Run ``augment preview`` on its own (until the main CLI registers it)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="noisewise")
-    add_cli(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

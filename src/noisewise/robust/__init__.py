@@ -10,14 +10,13 @@
 - :func:`evaluate_for_study`: all of the above from a config, as flat metrics.
 """
 
+from noisewise.robust._study import evaluate_for_study
 from noisewise.robust.adversarial import AdversarialModel, adversarial_model
 from noisewise.robust.attacks import fgsm, pgd
 from noisewise.robust.evaluate import (
     CorruptionResult,
     SweepResult,
-    add_cli,
     corruption_table,
-    evaluate_for_study,
     mce,
     mce_from_metrics,
     noise_sweep,
@@ -31,7 +30,6 @@ __all__ = [
     "CorruptionResult",
     "SmoothedClassifier",
     "SweepResult",
-    "add_cli",
     "adversarial_model",
     "certify",
     "corruption_table",

@@ -5,21 +5,20 @@ several seeded noise draws per level and a t confidence interval over draws.
 :func:`corruption_table` measures accuracy per corruption and severity and,
 against a baseline model, the mean corruption error of Hendrycks and
 Dietterich (2019), "Benchmarking Neural Network Robustness to Common
-Corruptions and Perturbations", ICLR. :func:`evaluate_for_study` runs a whole
-robustness evaluation from a config dict and returns flat metrics, so a study
-can compare arms on robustness as well as clean accuracy.
+Corruptions and Perturbations", ICLR. :func:`noisewise.robust.evaluate_for_study`
+(in :mod:`noisewise.robust._study`) runs a whole robustness evaluation from a
+config dict on top of these and returns flat metrics, so a study can compare
+arms on robustness as well as clean accuracy.
 """
 
-import functools
-import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
+from keras import ops
 from scipy import stats
 
-from noisewise._files import OutputRefused, atomic_path, check_output
-from noisewise._validation import check_choice, check_int, check_number, check_range
+from noisewise._core.validation import check_choice, check_int, check_number, check_range
+from noisewise.layers import NOISE_LAYERS
 from noisewise.random import derive_seed
 from noisewise.robust import _model
 
@@ -107,8 +106,6 @@ def noise_sweep(model, x, y, noise="gaussian", levels=(0.0, 0.1, 0.2, 0.3, 0.5),
         >>> result.scores.shape
         (2, 3)
     """
-    from noisewise.layers import NOISE_LAYERS
-
     noise = check_choice("noise", noise, tuple(NOISE_LAYERS))
     draws = check_int("draws", draws, low=1)
     check_int("seed", seed, low=0)
@@ -137,8 +134,6 @@ def noise_sweep(model, x, y, noise="gaussian", levels=(0.0, 0.1, 0.2, 0.3, 0.5),
 
 
 def _to_numpy(t):
-    from keras import ops
-
     return t if isinstance(t, np.ndarray) else np.asarray(ops.convert_to_numpy(t))
 
 
@@ -224,7 +219,7 @@ def _corruption_fns(corruptions, value_range, preset):
     else:
         module = None
         if corruptions is None or any(isinstance(c, str) for c in corruptions):
-            try:
+            try:  # augment is a sibling package: needed only for corruptions given by name
                 from noisewise.augment import corruptions as module
             except ImportError as err:
                 raise ValueError(
@@ -312,66 +307,3 @@ def mce_from_metrics(metrics, baseline_metrics):
     return mce(errors(metrics), errors(baseline_metrics),
                1.0 - metrics["clean_acc"], 1.0 - baseline_metrics["clean_acc"])
 
-
-def evaluate_for_study(model, x_test, y_test, config, seed):
-    """Run the robustness evaluations named in ``config``; return flat metrics.
-
-    See :mod:`noisewise.robust._study` for the config format and metric names.
-    """
-    from noisewise.robust._study import evaluate
-
-    return evaluate(model, x_test, y_test, config, seed)[0]
-
-
-def add_cli(subparsers):
-    """Register ``noisewise robustness MODEL.keras --data NAME|FILE.npz ...`` on argparse subparsers.
-
-    Returns the subcommand's parser; its ``func`` default runs it and returns the exit code.
-    ``--json FILE`` never replaces the model, the data or the config, nor (without
-    ``--force``) any existing file, and is written whole or not at all.
-    """
-    from noisewise.robust._cli import add_parser
-
-    p = add_parser(subparsers)
-    p.add_argument("--force", action="store_true",
-                   help="replace an existing --json file (never the model, data or config)")
-    p.set_defaults(func=_guarded(p.get_default("func")))
-    return p
-
-
-def _guarded(run):
-    """``run`` with its ``--json`` file checked first and moved into place only when whole."""
-
-    @functools.wraps(run)
-    def guarded(args):
-        target = getattr(args, "json_out", None)
-        if not target or target == "-":
-            return run(args)
-        inputs = [p for p in (args.model, args.data, args.config) if p and os.path.isfile(p)]
-        try:
-            check_output(target, protect=[("input", p) for p in inputs],
-                         force=getattr(args, "force", False), ours=None)
-        except OutputRefused as err:
-            print(f"noisewise robustness: {err}", file=sys.stderr)
-            return 2
-        try:  # the command writes beside the target; it replaces it only on success
-            with atomic_path(target) as tmp:
-                args.json_out = str(tmp)
-                code = run(args)
-                if code != 0:
-                    raise _Failed(code)
-        except _Failed as failed:
-            return failed.code
-        finally:
-            args.json_out = target
-        return code
-
-    return guarded
-
-
-class _Failed(Exception):
-    """The wrapped command returned a nonzero exit code: keep the old --json file."""
-
-    def __init__(self, code):
-        super().__init__(code)
-        self.code = code

@@ -6,6 +6,9 @@ arms (noise configurations, grids expanded). :class:`Study` trains every
 :class:`Store` as it finishes (a rerun resumes), and :func:`summarize` /
 :func:`compare` compute per-arm estimates and paired comparisons from the store.
 
+The names load on first use, so a light module of this package (the
+defaults the command line reads while it starts) imports no Keras.
+
 Example:
     >>> import os, tempfile
     >>> from noisewise.study import Study, Store, load_spec, compare
@@ -24,13 +27,52 @@ Example:
     ['input']
 """
 
-from noisewise.study.runner import Study, StudyRun, run_study
-from noisewise.study.spec import Arm, SpecError, StudySpec, load_spec
-from noisewise.study.stats import compare, grid_best, summarize
-from noisewise.study.store import FingerprintError, Store, StoreError
+import importlib
+
+# name -> module that defines it; imported on first access.
+_LAZY = {
+    "Study": "noisewise.study.runner",
+    "StudyRun": "noisewise.study.runner",
+    "run_study": "noisewise.study.runner",
+    "Arm": "noisewise.study.config",
+    "SpecError": "noisewise.study.config",
+    "StudySpec": "noisewise.study.config",
+    "load_spec": "noisewise.study.config",
+    "compare": "noisewise.study.stats",
+    "grid_best": "noisewise.study.stats",
+    "summarize": "noisewise.study.stats",
+    "Executor": "noisewise.study.execute",
+    "FitExecutor": "noisewise.study.execute",
+    "RunHooks": "noisewise.study.execute",
+    "RunPlan": "noisewise.study.execute",
+    "RunResult": "noisewise.study.execute",
+    "VmapExecutor": "noisewise.study.execute",
+    "FingerprintError": "noisewise.study.store",
+    "Store": "noisewise.study.store",
+    "StoreError": "noisewise.study.store",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'noisewise.study' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "Arm",
+    "Executor",
+    "FitExecutor",
+    "RunHooks",
+    "RunPlan",
+    "RunResult",
+    "VmapExecutor",
     "FingerprintError",
     "SpecError",
     "Store",

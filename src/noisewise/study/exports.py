@@ -57,8 +57,9 @@ from pathlib import Path
 
 import numpy as np
 
-from noisewise._files import OutputRefused, safe_name
+from noisewise._core.files import safe_name
 from noisewise.study import stats
+from noisewise.study.defaults import default_metric, latest_study
 from noisewise.study.report import open_store
 from noisewise.study.store import StoreError
 
@@ -80,10 +81,9 @@ def _read(store_path, study):
     store_path = Path(os.fspath(store_path))
     with open_store(store_path) as store:
         if study is None:
-            names = [s["name"] for s in store.studies()]
-            if not names:
+            study = latest_study(store)
+            if study is None:
                 raise StoreError(f"{store_path}: holds no studies")
-            study = names[-1]
         info = store.study(study)
         # Only finished runs: a diverged run's curves describe a broken model.
         runs = [r for r in store.runs(info["id"]) if stats.run_status(r) == "done"]
@@ -112,10 +112,9 @@ def records(store_path, study=None):
     """
     with open_store(store_path) as store:
         if study is None:
-            names = [s["name"] for s in store.studies()]
-            if not names:
+            study = latest_study(store)
+            if study is None:
                 raise StoreError(f"{store.path}: holds no studies")
-            study = names[-1]
         info = store.study(study)
         curves = {r["run_id"]: r for r in store.history(info["id"], status=None)}
         runs = store.runs(info["id"], status=None)
@@ -201,7 +200,7 @@ def _safe(name):
 
 def default_export_path(store_path, study, kind):
     """``<store folder>/<store stem>-<study>-<kind>`` (``kind``: tensorboard, mlflow.db);
-    the study name made file-safe by :func:`noisewise._files.safe_name`."""
+    the study name made file-safe by :func:`noisewise._core.files.safe_name`."""
     store_path = Path(os.fspath(store_path))
     stem = store_path.stem if len(store_path.stem) <= 100 else safe_name(store_path.stem, 100)
     return store_path.with_name(f"{stem}-{safe_name(study)}-{kind}")
@@ -364,8 +363,7 @@ def export_mlflow(store_path, study=None, tracking_uri=None, experiment=None, *,
     if tracking_uri is None:
         tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///" + str(
             default_export_path(store_path, name, "mlflow.db").resolve())
-    metrics = (spec.get("train") or {}).get("metrics") or []
-    metric = metric or (f"val_{metrics[0]}" if metrics else "val_loss")
+    metric = metric or default_metric(spec)
     # MLflow announces its schema migrations at INFO on first use of a database.
     quiet = [logging.getLogger(n) for n in ("mlflow", "alembic")]
     levels = [lg.level for lg in quiet]
@@ -459,52 +457,3 @@ def _child(client, exp_id, parent_id, run, params, curve, tags, Metric, Param, R
         client.log_batch(cid, metrics=chunk)
     client.set_terminated(cid, "FINISHED", end_time=_ms(end) if end else None)
     return cid
-
-
-# -- command line ---------------------------------------------------------------
-def add_cli_arguments(parser):
-    """Options of ``noisewise export`` for the tensorboard and mlflow formats."""
-    parser.add_argument("--tracking-uri", help="mlflow: tracking URI (default "
-                        "$MLFLOW_TRACKING_URI, else sqlite next to the store)")
-    parser.add_argument("--experiment", help="mlflow: experiment name (default: the study)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="tensorboard/mlflow: replace what an earlier export wrote")
-    return parser
-
-
-def _check_target(path, store, what):
-    """Refuse an export target that is the store (or its side file) or an existing file."""
-    path = Path(os.fspath(path))
-    for source in (store, f"{store}-wal", f"{store}-shm", f"{store}-journal"):
-        if path.resolve() == Path(source).resolve() or (
-                path.exists() and os.path.exists(source) and os.path.samefile(path, source)):
-            raise OutputRefused(path, "is the store this command reads",
-                                f"refusing to write {what} into it: choose another target")
-    if what == "TensorBoard event files" and path.exists() and not path.is_dir():
-        raise OutputRefused(path, "exists and is not a folder",
-                            "give a log folder for the event files")
-
-
-def cmd_export(args):
-    """``noisewise export STUDY --format tensorboard|mlflow``; ``-o`` is the TensorBoard
-    log folder. Prints where the study went; returns the exit code."""
-    store = args.store or "noisewise.db"
-    if args.format == "tensorboard":
-        if args.output:
-            _check_target(args.output, store, "TensorBoard event files")
-        logdir = export_tensorboard(store, args.study, args.output,
-                                    overwrite=getattr(args, "overwrite", False))
-        print(f"tensorboard --logdir {logdir}")
-        return 0
-    if args.format == "mlflow":
-        uri = getattr(args, "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI") or ""
-        if uri.startswith("sqlite:///"):  # MLflow would create its tables in that file
-            _check_target(uri[len("sqlite:///"):], store, "MLflow tables")
-        out = export_mlflow(store, args.study, getattr(args, "tracking_uri", None),
-                            getattr(args, "experiment", None),
-                            overwrite=getattr(args, "overwrite", False))
-        print(f"mlflow: experiment {out['experiment_id']} at {out['tracking_uri']} "
-              f"({len(out['parents'])} arm runs, {len(out['children'])} seed runs)")
-        return 0
-    raise ValueError(f"`format` must be one of {FORMATS}. Received: format={args.format!r}")
-
