@@ -61,6 +61,22 @@ def test_inference_is_identity_and_jit_flag(ours, theirs, args):
     assert layer.supports_jit and not theirs(*args).supports_jit
 
 
+@pytest.mark.parametrize("factors", [(0.3, 0.2), ((0.1, 0.3), (0.0, 0.2))])
+def test_shear_config_round_trips(factors, tmp_path):
+    # Keras' own RandomShear writes x_factor=0.3 as (-0.3, 0.3), which its
+    # constructor refuses, so a saved model with it did not load.
+    layer = RandomShear(*factors, seed=1)
+    config = layer.get_config()
+    assert config["x_factor"] == (list(factors[0]) if isinstance(factors[0], tuple) else factors[0])
+    clone = RandomShear.from_config(config)
+    assert (clone.x_factor, clone.y_factor) == (layer.x_factor, layer.y_factor)
+    model = keras.Sequential([keras.Input(X.shape[1:]), layer])
+    model.save(tmp_path / "shear.keras")
+    loaded = keras.saving.load_model(tmp_path / "shear.keras")
+    np.testing.assert_array_equal(to_numpy(loaded(X, training=True)),
+                                  to_numpy(model(X, training=True)))
+
+
 def test_model_keeps_jit_with_noisewise_layer_only():
     def model(layer):
         inputs = keras.Input((17, 23, 3))
@@ -129,8 +145,8 @@ def test_random_crop_shapes_windows_and_center_at_inference():
     assert out.shape == (16, 10, 12, 3) and out.dtype == np.float32
     offsets = set()
     for image in out:
-        found = [(t, l) for t in range(8) for l in range(12)
-                 if np.array_equal(image, batch[0, t:t + 10, l:l + 12])]
+        found = [(t, j) for t in range(8) for j in range(12)
+                 if np.array_equal(image, batch[0, t:t + 10, j:j + 12])]
         assert len(found) == 1
         offsets.add(found[0])
     assert len(offsets) > 1  # each image has its own offset
@@ -144,7 +160,7 @@ def test_random_crop_offsets_are_uniform():
     image = np.arange(6 * 6, dtype="float32").reshape(1, 6, 6, 1)
     out = to_numpy(crop(np.repeat(image, 900, axis=0), training=True))
     corner = out[:, 0, 0, 0].astype(int)  # top-left value = 6 * top + left, 3 x 3 positions
-    counts = np.bincount(corner, minlength=36)[[6 * t + l for t in range(3) for l in range(3)]]
+    counts = np.bincount(corner, minlength=36)[[6 * t + j for t in range(3) for j in range(3)]]
     assert counts.sum() == 900
     from scipy import stats
 

@@ -149,6 +149,52 @@ def test_mixed_precision_output_dtype_is_the_same_in_both_modes():
     assert keras.backend.standardize_dtype(layer.layer.kernel.dtype) == "float32"
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_wrapper_policy_runs_the_wrapped_layer_in_it(policy):
+    # The defect the conformance harness caught: the wrapped Dense kept float32,
+    # cast the batch back and returned float32 while the output spec said float16.
+    layer = WeightNoise(seeded_dense(4), 0.1, seed=0, dtype=policy)
+    half = policy.split("_")[1]
+    spec = layer.compute_output_spec(keras.KerasTensor(X.shape, half))
+    for training in (True, False):
+        assert keras.backend.standardize_dtype(layer(X, training=training).dtype) == spec.dtype == half
+    assert layer.layer.dtype_policy.name == policy
+    assert keras.backend.standardize_dtype(layer.layer.kernel.dtype) == "float32"
+    clean = to_np(ops.cast(layer(X, training=False), "float32"))
+    assert not np.array_equal(to_np(ops.cast(layer(X, training=True), "float32")), clean)
+
+
+def test_without_dtype_the_wrapper_takes_the_layers_policy():
+    layer = WeightNoise(keras.layers.Dense(4, dtype="mixed_bfloat16"), 0.1, seed=0)
+    assert layer.dtype_policy.name == "mixed_bfloat16"
+    assert keras.backend.standardize_dtype(layer(X, training=True).dtype) == "bfloat16"
+    assert WeightNoise(keras.layers.Dense(4), 0.1).dtype_policy.name == "float32"
+
+
+def test_a_built_layer_with_other_weight_dtype_is_refused():
+    dense = keras.layers.Dense(4)
+    dense.build((None, 6))
+    with pytest.raises(ValueError, match="Received: dtype='float16'"):
+        WeightNoise(dense, 0.1, dtype="float16")
+    # A mixed policy keeps float32 weights, so a built layer is fine.
+    assert WeightNoise(dense, 0.1, dtype="mixed_float16").layer.dtype_policy.name == "mixed_float16"
+
+
+def test_mask_is_passed_on():
+    ids = np.array([[1, 2, 0, 0], [3, 0, 4, 5]])
+    inputs = keras.Input((4,), dtype="int32")
+    embedded = keras.layers.Embedding(6, 3, mask_zero=True)(inputs)
+    layer = WeightNoise(seeded_dense(2), 0.1, seed=0)
+    assert layer.supports_masking
+    outputs = layer(embedded)
+    np.testing.assert_array_equal(to_np(layer.compute_mask(embedded, ids != 0)), ids != 0)
+    pooled = keras.layers.GlobalAveragePooling1D()(outputs)  # averages the kept steps only
+    model = keras.Model(inputs, [outputs, pooled])
+    steps, mean = (to_np(t) for t in model(ids, training=False))
+    np.testing.assert_allclose(mean[0], steps[0, :2].mean(axis=0), rtol=1e-6)
+    assert not WeightNoise(keras.layers.Conv1D(2, 1), 0.1).supports_masking
+
+
 def test_level_and_zero_level():
     layer = WeightNoise(seeded_dense(4), 0.0, seed=0)
     clean = to_np(layer.layer(X))

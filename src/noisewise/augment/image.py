@@ -30,7 +30,7 @@ Choices, and the Keras 3.15 pitfalls they avoid:
   returns the uncropped image at inference).
 * ``gaussian_noise`` draws from a counter-based sampler on JAX, several times
   faster than Threefry with the same Gaussian distribution
-  (:mod:`noisewise._sampling`); ``sampler="keras"`` opts out.
+  (:mod:`noisewise._core.sampling`); ``sampler="keras"`` opts out.
 * ``mixup`` and ``cutmix`` mix labels too, which a layer at a model's input
   never sees: they are allowed only in a data pipeline called with
   ``{"images": x, "labels": y}`` (``from_spec`` refuses them).
@@ -59,53 +59,21 @@ import numpy as np
 from keras import ops
 
 from noisewise import layers as nw_layers
-from noisewise._validation import (
+from noisewise._core import keras_compat
+from noisewise._core.validation import (
     _is_real, check_int, check_number, check_range, is_finite_number,
 )
 from noisewise.augment import _geometry
-from noisewise._sampling import normal as _normal
-from noisewise._sampling import resolve_sampler
 from noisewise.augment._runner import JaxRunner, to_numpy
 from noisewise.layers._base import NoiseLayer
 from noisewise.layers.noise import poisson
 from noisewise.random import derive_seed
 
 
-@keras.saving.register_keras_serializable(package="noisewise")
-class FastGaussianNoise(nw_layers.GaussianNoise):
-    """:class:`noisewise.GaussianNoise` with a choice of random source.
-
-    Args:
-        stddev: Standard deviation in the data's units (or relative, see
-            :class:`noisewise.GaussianNoise`).
-        sampler: ``"auto"`` (the counter-based sampler on JAX, Keras'
-            generator elsewhere), ``"fast"`` or ``"keras"``. Both give N(0, 1)
-            draws; the fast one trades Threefry's cryptographic strength, which
-            noise does not need, for about 5x the speed under XLA.
-        Other arguments as for :class:`noisewise.GaussianNoise`.
-
-    Example:
-        >>> import numpy as np
-        >>> from noisewise.augment import FastGaussianNoise
-        >>> layer = FastGaussianNoise(10.0, clip=(0, 255), seed=0)
-        >>> y = np.asarray(layer(np.full((2, 8, 8, 3), 128, "uint8"), training=True))
-        >>> bool((y >= 0).all() and (y <= 255).all())
-        True
-    """
-
-    def __init__(self, stddev, *, sampler="auto", **kwargs):
-        super().__init__(stddev, **kwargs)
-        resolve_sampler(sampler)
-        self.sampler = sampler
-
-    def draw(self, inputs):
-        shape = tuple(inputs.shape)
-        if any(d is None for d in shape):
-            shape = ops.shape(inputs)
-        return {"z": _normal(shape, self.seed_generator, inputs.dtype, self.sampler)}
-
-    def get_config(self):
-        return {**super().get_config(), "sampler": self.sampler}
+# The old name of GaussianNoise, which gained the same `sampler` argument: kept
+# for code that imports it and, registered under its old name, for saved models.
+FastGaussianNoise = nw_layers.GaussianNoise
+keras.saving.get_custom_objects()["noisewise>FastGaussianNoise"] = nw_layers.GaussianNoise
 
 
 @keras.saving.register_keras_serializable(package="noisewise")
@@ -197,7 +165,8 @@ TRANSFORMS = {
     "mixup": (keras.layers.MixUp, ("alpha",), False, True),
     "cutmix": (keras.layers.CutMix, ("factor",), False, True),
     "gaussian_noise": (
-        FastGaussianNoise, ("stddev", "noise_std", "relative", "clip", "sampler"), False, False,
+        nw_layers.GaussianNoise, ("stddev", "noise_std", "relative", "clip", "sampler"), False,
+        False,
     ),
     "uniform_noise": (nw_layers.UniformNoise, ("amplitude", "relative", "clip"), False, False),
     "speckle_noise": (nw_layers.MultiplicativeNoise, ("stddev", "clip"), False, False),
@@ -266,8 +235,11 @@ def _entry_kwargs(where, kind, entry, value_range):
     return kwargs
 
 
-def build_transform(entry, *, seed=None, value_range=(0, 255), index=0, where=None):
-    """Build the Keras layer for one spec entry (see ``TRANSFORMS`` for the types)."""
+def build_transform(entry, *, seed=None, value_range=(0, 255), index=0, where=None, dtype=None):
+    """Build the Keras layer for one spec entry (see ``TRANSFORMS`` for the types).
+
+    ``dtype`` is the dtype policy of the layer (default: Keras' global policy).
+    """
     where = where or f"augment[{index}]"
     if not isinstance(entry, dict) or "type" not in entry:
         raise ValueError(f"{where}: each entry must be a dict with a 'type'. Received: {entry!r}")
@@ -278,6 +250,8 @@ def build_transform(entry, *, seed=None, value_range=(0, 255), index=0, where=No
     kwargs = _entry_kwargs(where, kind, entry, value_range)
     layer_seed = None if seed is None else derive_seed(seed, "augment", index, kind)
     try:
+        if dtype is not None:
+            kwargs["dtype"] = dtype
         return TRANSFORMS[kind][0](**kwargs, seed=layer_seed)
     except (ValueError, TypeError, NotImplementedError) as err:
         raise ValueError(f"{where} ({kind}): {err}") from err
@@ -312,7 +286,10 @@ class AugmentPipeline(keras.layers.Layer):
         self.allow_label_mixing = bool(allow_label_mixing)
         self.transforms = []
         for i, entry in enumerate(self.spec):
-            layer = build_transform(entry, seed=seed, value_range=self.value_range, index=i)
+            # The transforms compute in the pipeline's precision; with their own
+            # default policy they would cast a float16 batch back to float32.
+            layer = build_transform(entry, seed=seed, value_range=self.value_range, index=i,
+                                    dtype=self.dtype_policy)
             if TRANSFORMS[entry["type"]][3] and not self.allow_label_mixing:
                 raise ValueError(
                     f"augment[{i}].type: {entry['type']!r} mixes labels, which a layer at a "
@@ -321,7 +298,7 @@ class AugmentPipeline(keras.layers.Layer):
                 )
             self.transforms.append(layer)
         self.supports_jit = all(
-            sub.supports_jit for t in self.transforms for sub in t._flatten_layers()
+            sub.supports_jit for t in self.transforms for sub in keras_compat.flatten_layers(t)
         )
         self._compiled = {}
 

@@ -5,10 +5,12 @@ pixels), clip to a valid range, scale relative to the data, leave masked steps
 untouched, and can stay active at inference.
 """
 
+from typing import Any
+
 import keras
 from keras import ops
 
-from noisewise._validation import check_choice, check_number, check_range
+from noisewise._core.validation import check_choice, check_number, check_range
 from noisewise.layers._base import NoiseLayer, expand_mask
 
 RELATIVE = (None, "std", "range")
@@ -30,7 +32,8 @@ def _masked_feature_std(x, mask):
 class _AdditiveNoise(NoiseLayer):
     """Shared handling of ``relative`` and ``value_range`` for additive noise."""
 
-    def __init__(self, level, *, relative=None, value_range=None, **kwargs):
+    def __init__(self, level: float, *, relative: str | None = None,
+                 value_range: tuple[float, float] | None = None, **kwargs: Any) -> None:
         super().__init__(level, **kwargs)
         self.relative = check_choice("relative", relative, RELATIVE)
         self.value_range = check_range("value_range", value_range)
@@ -77,7 +80,7 @@ class GaussianNoise(_AdditiveNoise):
         seed: Optional non-negative integer.
         sampler: Source of the normal numbers: ``"keras"``
             (``keras.random.normal``), ``"fast"`` (a counter-based hash with
-            an inverse-CDF transform, see :mod:`noisewise._sampling`) or
+            an inverse-CDF transform, see :mod:`noisewise._core.sampling`) or
             ``"auto"`` (``"fast"`` on JAX, where it is about twice as fast
             and XLA fuses it, else ``"keras"``). Both give exact Gaussian
             marginals; a seed replays the same numbers on the same backend.
@@ -100,7 +103,7 @@ class GaussianNoise(_AdditiveNoise):
 
     level_name = "stddev"
 
-    def __init__(self, stddev, **kwargs):
+    def __init__(self, stddev: float, **kwargs: Any) -> None:
         super().__init__(stddev, **kwargs)
 
     def draw(self, inputs):
@@ -122,7 +125,7 @@ class UniformNoise(_AdditiveNoise):
 
     level_name = "amplitude"
 
-    def __init__(self, amplitude, **kwargs):
+    def __init__(self, amplitude: float, **kwargs: Any) -> None:
         super().__init__(amplitude, **kwargs)
 
     def draw(self, inputs):
@@ -147,7 +150,7 @@ class MultiplicativeNoise(NoiseLayer):
 
     level_name = "stddev"
 
-    def __init__(self, stddev, **kwargs):
+    def __init__(self, stddev: float, **kwargs: Any) -> None:
         super().__init__(stddev, **kwargs)
 
     def draw(self, inputs):
@@ -173,7 +176,8 @@ class SaltAndPepperNoise(NoiseLayer):
     level_name = "rate"
     level_bounds = (0.0, 1.0, False)
 
-    def __init__(self, rate, *, salt_ratio=0.5, value_range=(0.0, 1.0), **kwargs):
+    def __init__(self, rate: float, *, salt_ratio: float = 0.5,
+                 value_range: tuple[float, float] = (0.0, 1.0), **kwargs: Any) -> None:
         super().__init__(rate, **kwargs)
         self.salt_ratio = check_number("salt_ratio", salt_ratio, low=0.0, high=1.0)
         self.value_range = check_range("value_range", value_range, allow_none=False)
@@ -200,7 +204,7 @@ class SaltAndPepperNoise(NoiseLayer):
         return config
 
 
-def poisson(lam, seed, dtype):
+def poisson(lam: Any, seed: Any, dtype: str) -> Any:
     """Exact Poisson draws built only on ``keras.random.gamma`` and ``binomial``.
 
     One step of Ahrens and Dieter's (1974) gamma-binomial method: the m-th
@@ -238,7 +242,8 @@ class PoissonNoise(NoiseLayer):
     level_name = "peak"
     level_bounds = (0.0, None, True)
 
-    def __init__(self, peak, *, value_range=(0.0, 1.0), **kwargs):
+    def __init__(self, peak: float, *, value_range: tuple[float, float] = (0.0, 1.0),
+                 **kwargs: Any) -> None:
         super().__init__(peak, **kwargs)
         self.value_range = check_range("value_range", value_range, allow_none=False)
 

@@ -1,10 +1,14 @@
 """Weight noise: perturb a wrapped layer's weights in training (Graves 2011)."""
 
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 from keras import ops
 
-from noisewise import _sampling
-from noisewise._validation import check_choice, check_non_negative
+from noisewise._core import sampling as _sampling
+from noisewise._core.validation import check_choice, check_non_negative
 from noisewise.random import layer_seed
 
 
@@ -31,6 +35,14 @@ class WeightNoise(keras.layers.Wrapper):
         seed: Optional non-negative integer.
         sampler: ``"auto"``, ``"fast"`` or ``"keras"``, as for
             :class:`~noisewise.GaussianNoise`.
+        dtype: Dtype policy of the wrapper, which the wrapped layer then
+            computes in too (``"mixed_float16"`` runs the wrapped layer in
+            float16 with float32 weights, as ``keras.layers.TimeDistributed``
+            does). Default: the wrapped layer's own policy.
+        **kwargs: Other ``keras.layers.Layer`` arguments (``name``, ...).
+
+    A mask is passed to the wrapped layer (if its ``call`` takes one) and on
+    to the next layer when the wrapped layer supports masking.
 
     Example:
         >>> import keras, noisewise
@@ -39,9 +51,24 @@ class WeightNoise(keras.layers.Wrapper):
         (2, 4)
     """
 
-    def __init__(self, layer, stddev, *, targets=("kernel",), relative=False,
-                 active_at_inference=False, seed=None, sampler="auto", **kwargs):
+    def __init__(
+        self,
+        layer: keras.layers.Layer,
+        stddev: float,
+        *,
+        targets: Sequence[str] = ("kernel",),
+        relative: bool = False,
+        active_at_inference: bool = False,
+        seed: int | None = None,
+        sampler: str = "auto",
+        **kwargs: Any,
+    ) -> None:
+        if kwargs.get("dtype") is None:
+            kwargs["dtype"] = getattr(layer, "dtype_policy", None)
         super().__init__(layer, **kwargs)
+        self._share_policy(layer)
+        self.supports_masking = layer.supports_masking
+        self._layer_takes_mask = "mask" in inspect.signature(layer.call).parameters
         self.sampler = check_choice("sampler", sampler, _sampling.SAMPLERS)
         self.initial_level = check_non_negative("stddev", stddev)
         if isinstance(targets, str) or not targets or not all(isinstance(t, str) for t in targets):
@@ -63,14 +90,33 @@ class WeightNoise(keras.layers.Wrapper):
 
     level_name = "stddev"
 
+    def _share_policy(self, layer):
+        # Left with its own policy, the wrapped layer casts a float16 batch back
+        # to float32 and returns float32, while the wrapper's output spec says
+        # float16 (what Keras' run_layer_test checks).
+        if layer.dtype_policy.name == self.dtype_policy.name:
+            return
+        if layer.built and layer.dtype_policy.variable_dtype != self.dtype_policy.variable_dtype:
+            raise ValueError(
+                f"WeightNoise computes its layer in its own dtype policy, but layer "
+                f"{layer.name!r} is already built with {layer.dtype_policy.variable_dtype} "
+                f"weights; wrap an unbuilt layer, or use a policy with "
+                f"{layer.dtype_policy.variable_dtype} variables. "
+                f"Received: dtype={self.dtype_policy.name!r}"
+            )
+        layer.dtype_policy = self.dtype_policy
+
     @property
-    def level(self):
+    def level(self) -> keras.Variable:
+        """The noise std variable (a non-trainable ``keras.Variable``)."""
         return self._level
 
-    def get_level(self):
+    def get_level(self) -> float:
+        """The current noise std as a Python float."""
         return float(ops.convert_to_numpy(self._level.value))
 
-    def set_level(self, value):
+    def set_level(self, value: float) -> None:
+        """Set the noise std (validated); takes effect without recompiling."""
         self._level.assign(check_non_negative("stddev", value))
 
     def _check_targets(self):
@@ -88,9 +134,10 @@ class WeightNoise(keras.layers.Wrapper):
         self._check_targets()
         self.built = True
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, mask=None):
+        kwargs = {"mask": mask} if self._layer_takes_mask and mask is not None else {}
         if not (training or self.active_at_inference):
-            return self.layer(inputs, training=training)
+            return self.layer(inputs, training=training, **kwargs)
         targets = {id(getattr(self.layer, name)) for name in self.targets}
         level = self._level.value
         # Every variable of the wrapped layer is mapped (a nested scope does not
@@ -109,7 +156,7 @@ class WeightNoise(keras.layers.Wrapper):
         # directly) handles autocasting, masks and passes `training` only to
         # layers whose `call` takes it (Conv2D does not).
         with keras.StatelessScope(state_mapping=mapping) as scope:
-            outputs = self.layer(inputs, training=training)
+            outputs = self.layer(inputs, training=training, **kwargs)
         # Keep the layer's own state updates (BatchNormalization statistics,
         # seed states); perturbed weights are never written back.
         for v in self.layer.non_trainable_variables:
@@ -119,6 +166,9 @@ class WeightNoise(keras.layers.Wrapper):
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
