@@ -19,7 +19,7 @@ $(VENV)/.all: $(VENV)/.base
 	$(PY) -m pip install -q -e ".[dev,torch,tensorflow,tensorboard,mlflow]"
 	touch $@
 
-.PHONY: study test test-fast
+.PHONY: study test test-fast lint
 # The two-circles tutorial as a full study (13 arms x 30 seeds x 4000 epochs);
 # rerunning resumes from the store. The report is written beside the store.
 study: $(VENV)/.base
@@ -27,12 +27,17 @@ study: $(VENV)/.base
 
 # The whole suite once per backend: Keras fixes its backend at import time.
 # The HTML report is checked in a real headless browser (installed if missing).
-test: $(VENV)/.all
+test: $(VENV)/.all lint
 	@sh tests/ensure_system_packages.sh
 	@set -e; for b in $(BACKENDS); do \
 		echo "== KERAS_BACKEND=$$b"; \
 		OMP_NUM_THREADS=1 KERAS_BACKEND=$$b $(PY) -m pytest -q -p no:cacheprovider -n auto $(PYTEST_ARGS) tests; \
 	done
+
+# The layering of docs/ARCHITECTURE.md (import-linter) and ruff's checks.
+lint: $(VENV)/.base
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check src tests benchmarks examples
 
 test-fast:
 	$(MAKE) test PYTEST_ARGS='-m "not slow"'
