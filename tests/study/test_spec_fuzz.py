@@ -21,6 +21,7 @@ import pytest
 
 from noisewise.cli import main
 from noisewise.study.config import SpecError, validate
+from noisewise.study.report import spec_to_toml
 
 N_SPECS = 1200
 SEED = 20240521
@@ -176,39 +177,9 @@ def malformed_specs(n=N_SPECS, seed=SEED):
     return out, skipped
 
 
-# -- a small TOML writer (the spec dicts hold NaN, infinity and control characters) ----
-def _key(key):
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def _value(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return repr(v) if math.isfinite(v) else ("nan" if v != v else "inf" if v > 0 else "-inf")
-    if isinstance(v, str):
-        return json.dumps(v)  # \u escapes: control characters stay escaped in the file
-    if isinstance(v, list):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(type(v).__name__)
-
-
-def to_toml(spec):
-    top, tables = [], []
-    for key, body in spec.items():
-        if isinstance(body, dict):
-            tables += [f"[{_key(key)}]", *(f"{_key(k)} = {_value(v)}" for k, v in body.items())]
-        elif isinstance(body, list) and body and all(isinstance(b, dict) for b in body):
-            for item in body:
-                tables += [f"[[{_key(key)}]]",
-                           *(f"{_key(k)} = {_value(v)}" for k, v in item.items())]
-        else:
-            top.append(f"{_key(key)} = {_value(body)}")
-    return "\n".join(top + tables) + "\n"
+# The spec dicts hold NaN, infinity and control characters: the report's TOML
+# writer (the one a user copies a study from) must write them all readably.
+to_toml = spec_to_toml
 
 
 def test_the_generator_is_seeded_and_emits_only_invalid_specs():
