@@ -28,6 +28,7 @@ graph to walk and are refused.
 
 import dataclasses
 import warnings
+from collections.abc import Callable, Sequence
 from numbers import Real
 
 import keras
@@ -434,7 +435,8 @@ def _plan(model, where, layers, include_output_layer):
     return plan, planner.points
 
 
-def injection_points(model, where, *, layers=None, include_output_layer=False):
+def injection_points(model: keras.Model, where: str, *, layers: Sequence[str] | None = None,
+                     include_output_layer: bool = False) -> list:
     """Where :func:`inject` would insert noise, without building anything.
 
     Arguments as for :func:`inject`. Returns a list of :class:`InjectionPoint`.
@@ -442,7 +444,9 @@ def injection_points(model, where, *, layers=None, include_output_layer=False):
     return _plan(model, where, layers, include_output_layer)[1]
 
 
-def inject(model, where, noise, *, layers=None, include_output_layer=False, seed=None):
+def inject(model: keras.Model, where: str, noise: keras.layers.Layer | Callable[..., keras.layers.Layer], *,
+           layers: Sequence[str] | None = None, include_output_layer: bool = False,
+           seed: int | None = None) -> keras.Model:
     """Return a copy of ``model`` with noise layers inserted; ``model`` is left unchanged.
 
     Every layer is copied (rebuilt from its config, then given the original's

@@ -39,7 +39,7 @@ def _as_entropy(part):
     )
 
 
-def derive_seed(root, *path):
+def derive_seed(root: int, *path: object) -> int:
     """Derive an independent child seed in ``[0, 2**31 - 1)`` from ``root`` and a path.
 
     Example:
@@ -55,18 +55,18 @@ def derive_seed(root, *path):
     return int(seq.generate_state(1, dtype=np.uint32)[0] % MAX_SEED)
 
 
-def child_seeds(root, n, *path):
+def child_seeds(root: int, n: int, *path: object) -> list[int]:
     """``n`` independent seeds derived from ``root`` (and an optional path prefix)."""
     check_int("n", n, low=0)
     return [derive_seed(root, *path, i) for i in range(n)]
 
 
-def replica_seed(study_seed, replica):
+def replica_seed(study_seed: int, replica: int) -> int:
     """The seed of replica ``replica``; shared by every arm so runs are paired."""
     return derive_seed(study_seed, "replica", replica)
 
 
-def layer_seed(seed):
+def layer_seed(seed: int | None) -> int | None:
     """Map a user seed (or None) to the seed handed to ``keras.random.SeedGenerator``.
 
     ``None`` stays ``None`` (Keras then draws from its global generator, which
@@ -79,7 +79,7 @@ def layer_seed(seed):
     return derive_seed(seed, "layer")
 
 
-def seed_everything(seed, *, deterministic=False):
+def seed_everything(seed: int, *, deterministic: bool = False) -> int:
     """Seed Python, NumPy and the active Keras backend from one integer.
 
     Args:

@@ -19,6 +19,8 @@ multiplied by f**(-beta/2); the DC bin is set to zero so the noise has zero mean
 The shaping is circular over the example length (the noise wraps around).
 """
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 from keras import ops
@@ -37,7 +39,8 @@ def _power(x):
     return ops.mean(ops.square(x), axis=_reduce_axes(x), keepdims=True)
 
 
-def colored_noise(shape, color="white", seed=None, dtype="float32"):
+def colored_noise(shape: Sequence[int], color: str = "white", seed: int | None = None,
+                  dtype: str = "float32") -> np.ndarray:
     """Zero-mean noise with power spectrum ~ 1/f**beta along axis 1, unit power per example.
 
     Args:
@@ -105,7 +108,7 @@ def add_noise(signal, noise, snr_db):
     return signal + ops.cast(scale, dtype) * ops.cast(noise, dtype)
 
 
-def measure_snr(clean, noisy):
+def measure_snr(clean, noisy) -> float:
     """Per-example SNR in dB of ``noisy`` against ``clean`` (NumPy, float64)."""
     clean = np.asarray(clean, dtype="float64")
     noise = np.asarray(noisy, dtype="float64") - clean

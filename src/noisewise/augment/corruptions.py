@@ -253,7 +253,8 @@ def _elastic_transform(x, c, seed):
 _FUNCTIONS = {name: globals()[f"_{name}"] for name in CORRUPTIONS}
 
 
-def corrupt(images, name, severity, *, seed=None, value_range=(0, 255), preset="imagenet"):
+def corrupt(images, name: str, severity: int, *, seed: int | None = None,
+            value_range: tuple[float, float] = (0, 255), preset: str = "imagenet") -> np.ndarray:
     """Apply corruption ``name`` at ``severity`` (1 to 5) to a batch of images.
 
     Args:

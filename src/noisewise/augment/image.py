@@ -53,6 +53,7 @@ Choices, and the Keras 3.15 pitfalls they avoid:
 
 import copy
 import warnings
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -439,7 +440,8 @@ class AugmentPipeline(keras.layers.Layer):
         }
 
 
-def image_pipeline(spec, seed=None, value_range=(0, 255)):
+def image_pipeline(spec: Sequence, seed: int | None = None,
+                   value_range: tuple[float, float] = (0, 255)) -> AugmentPipeline:
     """Build an augmentation pipeline from a spec (list of dicts).
 
     Args:
@@ -474,7 +476,8 @@ def image_pipeline(spec, seed=None, value_range=(0, 255)):
     return AugmentPipeline(spec, seed=seed, value_range=value_range, allow_label_mixing=True)
 
 
-def from_spec(spec, seed=None, value_range=(0, 255)):
+def from_spec(spec: Sequence, seed: int | None = None,
+              value_range: tuple[float, float] = (0, 255)) -> AugmentPipeline:
     """The layer a model builder puts at its input for a study arm's ``augment`` list.
 
     As :func:`image_pipeline`, but label-mixing types (``mixup``, ``cutmix``)

@@ -21,6 +21,7 @@ References:
 """
 
 import functools
+from collections.abc import Mapping
 
 import keras
 from keras import ops
@@ -191,7 +192,7 @@ STUDY_KEYS = ("attack", "eps", "norm", "steps", "step_size", "random_start", "ra
               "noise_stddev", "clip", "from_logits")
 
 
-def adversarial_model(model, config, seed=None):
+def adversarial_model(model: keras.Model, config: Mapping, seed: int | None = None) -> AdversarialModel:
     """Wrap ``model`` for adversarial training from a study arm's config dict.
 
     Args:

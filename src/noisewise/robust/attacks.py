@@ -157,7 +157,9 @@ def _run(model, x, y, spec, batch_size, deltas=None, **kwargs):
     return np.concatenate(out) if out else x.copy()
 
 
-def fgsm(model, x, y, eps, *, norm="linf", targeted=False, clip=None, from_logits=None, batch_size=256):
+def fgsm(model: keras.Model, x, y, eps: float, *, norm: str = "linf", targeted: bool = False,
+         clip: tuple[float, float] | None = None, from_logits: bool | None = None,
+         batch_size: int = 256) -> np.ndarray:
     """Fast gradient sign method: one step of size ``eps`` along the loss gradient.
 
     ``x + eps * sign(grad_x loss)`` for ``norm="linf"``, or
@@ -195,8 +197,10 @@ def fgsm(model, x, y, eps, *, norm="linf", targeted=False, clip=None, from_logit
                 clip=clip, targeted=bool(targeted))
 
 
-def pgd(model, x, y, eps, *, norm="linf", steps=10, step_size=None, random_start=True,
-        targeted=False, clip=None, from_logits=None, seed=None, keep_best=True, batch_size=256):
+def pgd(model: keras.Model, x, y, eps: float, *, norm: str = "linf", steps: int = 10,
+        step_size: float | None = None, random_start: bool = True, targeted: bool = False,
+        clip: tuple[float, float] | None = None, from_logits: bool | None = None,
+        seed: int | None = None, keep_best: bool = True, batch_size: int = 256) -> np.ndarray:
     """Projected gradient descent (Madry et al. 2018) under an L-infinity or L2 budget.
 
     Starts from a uniform point of the ``eps`` ball (``random_start``), takes

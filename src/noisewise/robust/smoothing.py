@@ -17,6 +17,7 @@ Reference:
 
 from dataclasses import dataclass
 
+import keras
 import numpy as np
 from scipy import stats
 
@@ -187,7 +188,8 @@ class SmoothedClassifier:
         return Certificate(prediction, radius, pa_lower, count, self.sigma, n, alpha)
 
 
-def certify(model, x, sigma, *, n0=100, n=10_000, alpha=0.001, seed=0, from_logits=None, batch_size=1000):
+def certify(model: keras.Model, x, sigma: float, *, n0: int = 100, n: int = 10_000, alpha: float = 0.001,
+            seed: int = 0, from_logits: bool | None = None, batch_size: int = 1000) -> list[Certificate]:
     """CERTIFY ``x`` with the ``sigma``-smoothed ``model``; see :meth:`SmoothedClassifier.certify`."""
     smooth = SmoothedClassifier(model, sigma, from_logits=from_logits, batch_size=batch_size)
     return smooth.certify(x, n0, n, alpha, seed=seed)

@@ -325,6 +325,7 @@ class Study:
         return _FIT
 
 
-def run_study(spec, store=None, **kwargs):
+def run_study(spec: StudySpec | dict | str | os.PathLike, store: Store | str | os.PathLike | None = None,
+              **kwargs) -> StudyRun:
     """``Study(spec).run(store, **kwargs)``: load, validate, run and store a study."""
     return Study(spec).run(store, **kwargs)
