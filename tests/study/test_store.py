@@ -363,3 +363,21 @@ def _count(path):
             con.close()
     except sqlite3.DatabaseError:  # not created yet
         return 0
+
+
+def test_study_without_a_name_is_the_latest_and_an_empty_store_says_so(tmp_path):
+    from noisewise.study.exports import records
+    from noisewise.study.report import write_report
+
+    path = tmp_path / "s.db"
+    with Store(path) as store:
+        with pytest.raises(StoreError, match=r"s\.db: holds no studies"):
+            store.study()
+    for read in (lambda: records(path), lambda: write_report(path, None, tmp_path / "r.html")):
+        with pytest.raises(StoreError, match=r"s\.db: holds no studies"):
+            read()
+    with Store(path) as store:
+        store.open_study({"study": {"name": "first", "seed": 0}})
+        store.open_study({"study": {"name": "second", "seed": 0}})
+        assert store.study()["name"] == "second"
+        assert store.study("first")["name"] == "first"

@@ -59,9 +59,8 @@ import numpy as np
 
 from noisewise._core.files import safe_name
 from noisewise.study import stats
-from noisewise.study.defaults import default_metric, latest_study
+from noisewise.study.defaults import default_metric
 from noisewise.study.report import open_store
-from noisewise.study.store import StoreError
 
 FORMATS = ("tensorboard", "mlflow")
 _GRID_KEY = re.compile(r"^(noise|augment)\[(\d+)\]\.(\w+)$")
@@ -80,11 +79,7 @@ def _need(module, extra):
 def _read(store_path, study):
     store_path = Path(os.fspath(store_path))
     with open_store(store_path) as store:
-        if study is None:
-            study = latest_study(store)
-            if study is None:
-                raise StoreError(f"{store_path}: holds no studies")
-        info = store.study(study)
+        info = store.study(study)  # None: the latest
         # Only finished runs: a diverged run's curves describe a broken model.
         runs = [r for r in store.runs(info["id"]) if stats.run_status(r) == "done"]
         curves = {h["run_id"]: h for h in store.history(info["id"])}
@@ -111,11 +106,7 @@ def records(store_path, study=None):
     ``history`` is ``{metric: {"epoch": [...], "value": [...]}}``.
     """
     with open_store(store_path) as store:
-        if study is None:
-            study = latest_study(store)
-            if study is None:
-                raise StoreError(f"{store.path}: holds no studies")
-        info = store.study(study)
+        info = store.study(study)  # None: the latest
         curves = {r["run_id"]: r for r in store.history(info["id"], status=None)}
         runs = store.runs(info["id"], status=None)
     out = []

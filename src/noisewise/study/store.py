@@ -728,9 +728,19 @@ class Store:
         return [dict(zip(keys, r)) for r in rows]
 
     @_reading
-    def study(self, name):
-        """One study by name (or id): its spec (dict), hash, seed, reference, arms,
-        fingerprint (dict, or None if none was recorded), ..."""
+    def study(self, name=None):
+        """One study by name (or id; None: the one created last): its spec (dict),
+        hash, seed, reference, arms, fingerprint (dict, or None if none was
+        recorded), ...
+
+        Raises:
+            StoreError: No such study, or (``name=None``) the store holds none.
+        """
+        if name is None:
+            studies = self.studies()
+            if not studies:
+                raise StoreError(f"{self.path}: holds no studies")
+            name = studies[-1]["id"]
         column = "id" if isinstance(name, int) else "name"
         row = self._con.execute(
             "SELECT id, name, spec_json, spec_hash, study_seed, reference, created_at, "

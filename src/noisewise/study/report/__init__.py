@@ -59,7 +59,6 @@ from typing import IO, TYPE_CHECKING, Literal
 
 from noisewise._core.files import OutputRefused, atomic_write, check_output, safe_name
 from noisewise.study import stats
-from noisewise.study.defaults import latest_study
 from noisewise.study.report import content
 from noisewise.study.report.page import render
 from noisewise.study.report.spec_toml import spec_to_toml
@@ -98,13 +97,6 @@ def default_report_path(store_path: PathLike, study_name: str) -> Path:
     return store_path.with_name(f"{stem}-{safe_name(study_name)}.html")
 
 
-def _latest(store):
-    name = latest_study(store)
-    if name is None:
-        raise StoreError(f"{store.path}: holds no studies")
-    return name
-
-
 def write_report(store_path: PathLike, study_name: str | None = None,
                  out_path: PathLike | None = None, *, metric: str | None = None,
                  force: bool = False, protect: Iterable[PathLike] = ()) -> Path:
@@ -131,7 +123,7 @@ def write_report(store_path: PathLike, study_name: str | None = None,
     """
     store_path = Path(os.fspath(store_path))
     with open_store(store_path) as store:
-        d = content.load(store, study_name or _latest(store), metric)
+        d = content.load(store, study_name, metric)  # None: the latest study
     info, metric = d["info"], d["metric"]
     out = Path(os.fspath(out_path)) if out_path else default_report_path(store_path, info["name"])
     # Before the figures are drawn: a refused target costs nothing.
