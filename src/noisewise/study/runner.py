@@ -186,13 +186,14 @@ class Study:
             out["code"] = code
         return out
 
-    def plans(self, skip=()):
-        """Run plans in replica-major order, leaving out the keys in ``skip``."""
+    def plans(self, skip=(), replicas=None):
+        """Run plans in replica-major order, leaving out the keys in ``skip``;
+        ``replicas`` keeps only the first that many replicas (default: all seeds)."""
         s = self.spec
         return [
             RunPlan(s.name, arm, replica, replica_seed(s.seed, replica), self.data,
                     s.model, s.train, s.base_dir, s.robustness)
-            for replica in range(s.seeds) for arm in s.arms
+            for replica in range(s.seeds if replicas is None else replicas) for arm in s.arms
             if (arm.name, replica) not in skip
         ]
 
@@ -312,7 +313,7 @@ class Study:
         if choice == "fit":
             return _FIT
         # Replica 0 of every arm (plans come replica by replica): every structure.
-        reason = unsupported_reason(self.plans()[:len(self.spec.arms)])
+        reason = unsupported_reason(self.plans(replicas=1))
         if reason is None:
             log(f"vectorised executor: replicas of an arm train together in one compiled "
                 f"program, chunks of {DEFAULT_CHUNK}")
