@@ -72,6 +72,9 @@ class _AfterKeras:
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
+        from noisewise._core.backends import check_backend
+
+        check_backend()  # one line naming the extra, not Keras' traceback from deep inside
         self._loader.exec_module(module)
         _register()
 

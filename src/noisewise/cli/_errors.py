@@ -8,6 +8,7 @@ such study, or a refused output file; 3 store error; 130 interrupted.
 import errno
 import sqlite3
 
+from noisewise._core.backends import BackendNotInstalled
 from noisewise._core.files import OutputRefused
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
@@ -45,6 +46,8 @@ def outcome(e: BaseException) -> tuple[int | None, str | None]:
     if not isinstance(e, Exception):
         return None, None
     if isinstance(e, OutputRefused):
+        return EXIT_USAGE, f"noisewise: {e}"
+    if isinstance(e, BackendNotInstalled):
         return EXIT_USAGE, f"noisewise: {e}"
     # Start-up time: the study package (and Keras behind it) loads only when an
     # error may have come from it, never for a usage error or --help.
