@@ -109,6 +109,7 @@ class _Progress:
         self.study = self.bar.add_task("runs", total=total)
         self.run = self.bar.add_task("epochs", total=epochs, visible=False)
         self._last = 0.0
+        self.epochs, self.ended, self.partial = epochs, 0, 0.0
 
     def __enter__(self):
         if self.bar is not None:
@@ -133,14 +134,30 @@ class _Progress:
             self._last = now
             self.bar.update(self.run, completed=epoch)
 
+    def chunk(self, plans, epoch):
+        # Runs training together: the runs bar moves by their share of epochs done,
+        # so its ETA moves steadily instead of jumping once per chunk.
+        from rich.markup import escape  # grid arm names hold brackets
+
+        first, last = plans[0], plans[-1]
+        who = (f"{first.arm.name} #{first.replica}" if len(plans) == 1 else
+               f"{first.arm.name} #{first.replica}-{last.replica}" if first.arm.name == last.arm.name
+               else f"{len(plans)} runs")
+        self.partial = len(plans) * epoch / self.epochs
+        self.bar.update(self.run, completed=epoch, visible=True,
+                        description=escape(f"{who} ({len(plans)} together)" if len(plans) > 1 else who))
+        self.bar.update(self.study, completed=self.ended + self.partial)
+
     def end_run(self, result):
         if self.bar is not None:
             self.bar.update(self.run, completed=len(result.history.get("loss", [])))
+            self.ended += 1
+            self.partial = max(0.0, self.partial - 1)
             self.failed += result.status == "failed"
             self.diverged += result.status == "diverged"
             lost = [f"{n} {what}" for n, what in ((self.failed, "failed"),
                                                    (self.diverged, "diverged")) if n]
-            self.bar.update(self.study, advance=1, description="runs" + (
+            self.bar.update(self.study, completed=self.ended + self.partial, description="runs" + (
                 f" [red]({', '.join(lost)})[/red]" if lost else ""))
 
     @property
@@ -148,7 +165,7 @@ class _Progress:
         """The executor's callbacks: a run starting, an epoch of it ending."""
         if self.bar is None:
             return RunHooks()
-        return RunHooks(on_start=self.start_run, on_epoch=self.epoch)
+        return RunHooks(on_start=self.start_run, on_epoch=self.epoch, on_chunk=self.chunk)
 
 
 class Study:

@@ -38,17 +38,20 @@ class RunHooks:
     """Optional callbacks an executor calls while it trains, e.g. to drive a progress bar.
 
     An executor calls them where it can: the fit executor before each run and
-    after each of its epochs; the vectorised executor trains a chunk's epochs
-    in one compiled program and calls neither. The runner counts finished
-    runs from the results themselves.
+    after each of its epochs; the vectorised executor trains a chunk's runs
+    together and calls ``on_chunk`` as each block of their epochs finishes.
+    The runner counts finished runs from the results themselves.
 
     Attributes:
         on_start: ``callable(plan)`` before a run starts training.
         on_epoch: ``callable(epoch)`` after each epoch (1-based) of that run.
+        on_chunk: ``callable(plans, epoch)``: every run in ``plans``, training
+            together, has finished ``epoch`` epochs.
     """
 
     on_start: Callable[[RunPlan], None] | None = None
     on_epoch: Callable[[int], None] | None = None
+    on_chunk: Callable[[Sequence[RunPlan], int], None] | None = None
 
 
 NO_HOOKS = RunHooks()

@@ -33,6 +33,7 @@ from noisewise.layers import NOISE_LAYERS
 from noisewise.study import models
 from noisewise.study.data_order import epoch_orders
 from noisewise.study.execute.base import (
+    NO_HOOKS,
     RunHooks,
     history_from_epochs,
     result_from_history,
@@ -49,6 +50,12 @@ from noisewise.study.execute.prepare import (
 from noisewise.study.execute.types import RunPlan, RunResult
 
 DEFAULT_CHUNK = 32
+# A chunk's epochs train in this many compiled blocks, queued at once (JAX
+# dispatches asynchronously); each block's end moves the progress bar. One
+# circles chunk (30 replicas x 4000 epochs, 2 busy cores): 8.8 s in 50 blocks,
+# 10.1 s in one, 12.4 s in 200 (benchmarks/bench_progress.py): 50 is within
+# the noise of one, 200 is not.
+PROGRESS_BLOCKS = 50
 
 
 def _require_jax():
@@ -68,14 +75,17 @@ def prepare(model, x, y):
 
 
 def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None):
-    """Compile a function training stacked replica states.
+    """Compile a function training stacked replica states for a block of epochs.
 
-    Returns ``train(states, permutations, validate, x, y, x_val, y_val) ->
-    (final_states, logs)`` where ``permutations`` has shape (replicas, epochs,
-    n_train), ``validate`` is a boolean array (epochs,) saying after which
-    epochs to validate (as ``fit``'s ``validation_freq``), and logs maps Keras
-    metric names (``loss``, ``accuracy``, ``val_loss``, ...) to arrays of
-    shape (replicas, epochs), NaN where nothing was validated.
+    Returns ``train(states, permutations, validate, active, x, y, x_val, y_val)
+    -> (final_states, logs)`` where ``permutations`` has shape (replicas,
+    block, n_train), ``validate`` is a boolean array (block,) saying after
+    which epochs to validate (as ``fit``'s ``validation_freq``), ``active`` a
+    boolean array (block,) saying which epochs to train (False pads the last
+    block, so one compiled program serves every block), ``final_states`` is
+    ``(trainable, non_trainable, optimizer)`` values and logs maps Keras metric
+    names (``loss``, ``accuracy``, ``val_loss``, ...) to arrays of shape
+    (replicas, block), NaN where nothing was trained or validated.
     """
     import jax  # JAX-only (see the module docstring)
     import jax.numpy as jnp
@@ -102,11 +112,10 @@ def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None):
             logs, state = step(state, (xs[nfull * batch_size :], ys[nfull * batch_size :]))
         return state, logs
 
-    def one_replica(state, perms, validate, x, y, x_val, y_val):
+    def one_replica(state, perms, validate, active, x, y, x_val, y_val):
         tv, ntv, ov, _ = state
 
-        def epoch_fn(carry, inputs):
-            check, perm = inputs
+        def train_epoch(carry, perm, check):
             tv, ntv, ov = carry
             st = (tv, ntv, ov, reset_metrics)
             st, logs = run_batches(template.train_step, st, x[perm], y[perm], full, rem)
@@ -117,19 +126,24 @@ def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None):
                 _, vlogs = run_batches(template.test_step, vst, x_val, y_val, vfull, vrem, vbs)
                 return vlogs
 
-            def skip(_):
-                shapes = jax.eval_shape(validate, None)
-                return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
-
-            vlogs = jax.lax.cond(check, validate, skip, None)
+            vlogs = jax.lax.cond(check, validate, lambda _: _nans(jax.eval_shape(validate, None)), None)
             out = dict(logs)
             out.update({"val_" + k: v for k, v in vlogs.items()})
             return (tv, ntv, ov), out
 
-        (tv, ntv, ov), logs = jax.lax.scan(epoch_fn, (tv, ntv, ov), (validate, perms))
+        def epoch_fn(carry, inputs):
+            check, train, perm = inputs
+            return jax.lax.cond(
+                train, lambda c: train_epoch(c, perm, check),
+                lambda c: (c, _nans(jax.eval_shape(lambda: train_epoch(c, perm, check)[1]))), carry)
+
+        (tv, ntv, ov), logs = jax.lax.scan(epoch_fn, (tv, ntv, ov), (validate, active, perms))
         return (tv, ntv, ov), logs
 
-    vmapped = jax.vmap(one_replica, in_axes=(0, 0, None, None, None, None, None))
+    def _nans(shapes):
+        return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
+
+    vmapped = jax.vmap(one_replica, in_axes=(0, 0, None, None, None, None, None, None))
     return jax.jit(vmapped)
 
 
@@ -140,15 +154,21 @@ def stack_states(states):
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
 
-def _dispatch(train, states, permutations, validate, arrays):
-    """Start training: JAX returns at once and computes in the background, so
-    the caller can prepare the next chunk meanwhile."""
+def _dispatch(train, states, permutations, validate, active, arrays):
+    """Start training a block: JAX returns at once and computes in the
+    background, so the caller can queue the next block (or prepare the next
+    chunk) meanwhile. ``states`` is already stacked."""
     import jax.numpy as jnp  # JAX-only (see the module docstring)
 
     permutations = jnp.asarray(np.asarray(permutations, dtype=np.int32))
-    validate = jnp.asarray(np.asarray(validate, dtype=bool))
-    return train(stack_states(states), permutations, validate,
-                 *[jnp.asarray(a) for a in arrays])
+    return train(states, permutations, jnp.asarray(np.asarray(validate, dtype=bool)),
+                 jnp.asarray(np.asarray(active, dtype=bool)), *arrays)
+
+
+def block_size(epochs: int, blocks: int | None = None) -> int:
+    """Epochs per compiled block: ``epochs`` split into about ``blocks`` (default
+    :data:`PROGRESS_BLOCKS`) equal blocks, so progress is reported that often."""
+    return -(-epochs // min(epochs, blocks or PROGRESS_BLOCKS))
 
 
 def _replica_logs(logs, replicas):
@@ -230,7 +250,7 @@ class _Program:
             epoch orders (default: computed each time).
     """
 
-    def __init__(self, plan, orders=None):
+    def __init__(self, plan, orders=None, blocks=None):
         data, train = plan.data, plan.train
         self.orders = orders or _orders
         self.template = prepare(prepare_model(plan), data.x_train, data.y_train)
@@ -239,18 +259,21 @@ class _Program:
         checked = validated_epochs(self.epochs, train["validate_every"])
         self.validate = np.zeros(self.epochs, dtype=bool)
         self.validate[np.asarray(checked) - 1] = True
+        self.block = block_size(self.epochs, blocks)
         self.template.reset_metrics()
         self.reset = [v.value for v in self.template.metrics_variables]
         self.trainer = make_trainer(self.template, len(data.x_train), len(data.x_test),
                                     self.batch_size, self.val_batch_size)
 
-    def run(self, chunk, size):
+    def run(self, chunk, size, on_block=None):
         """Train ``chunk`` (padded to ``size`` replicas); yield one RunResult per plan."""
-        return self.finish(self.launch(chunk, size))
+        return self.finish(self.launch(chunk, size), on_block)
 
     def launch(self, chunk, size):
-        """Build the chunk's initial states and start training it (compiling on
-        first use); returns at once, with the work under way."""
+        """Build the chunk's initial states and queue every block of its training
+        (compiling on first use); returns at once, with the work under way."""
+        import jax.numpy as jnp  # JAX-only (see the module docstring)
+
         started, t0 = time.time(), time.perf_counter()
         data = chunk[0].data
         states = [_initial_state(plan, self.reset) for plan in chunk]
@@ -258,33 +281,55 @@ class _Program:
         perms = [self.orders(p.seed, self.epochs, n) for p in chunk]
         # Pad to the chunk size so every chunk reuses one compiled program.
         states += [states[0]] * (size - len(states))
-        perms += [perms[0]] * (size - len(perms))
-        final_states, logs = _dispatch(
-            self.trainer, states, np.stack(perms), self.validate,
-            (data.x_train, data.y_train, data.x_test, data.y_test))
-        return chunk, final_states, logs, started, t0
+        perms = np.stack(perms + [perms[0]] * (size - len(perms)))
+        arrays = [jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_test, data.y_test)]
+        state = stack_states(states)
+        blocks, b = [], self.block
+        for start in range(0, self.epochs, b):
+            stop = min(start + b, self.epochs)
+            pad = b - (stop - start)  # the last block: padded, its extra epochs inactive
+            block_perms = perms[:, start:stop]
+            validate = self.validate[start:stop]
+            if pad:
+                block_perms = np.concatenate([block_perms, perms[:, :pad]], axis=1)
+                validate = np.concatenate([validate, np.zeros(pad, bool)])
+            active = np.arange(b) < stop - start
+            trained, logs = _dispatch(self.trainer, state, block_perms, validate, active, arrays)
+            state = (*trained, state[3])  # the reset metric values go into every block
+            blocks.append((stop, logs))
+        return chunk, state, blocks, started, t0
 
-    def finish(self, launched):
-        """Wait for a launched chunk and yield its RunResults.
+    def finish(self, launched, on_block=None):
+        """Wait for a launched chunk block by block, then yield its RunResults.
+
+        ``on_block(plans, epoch)`` is called as each block finishes: every run
+        of the chunk has trained ``epoch`` epochs.
 
         One replica cannot stop alone: a diverged one trained every epoch, and
         :func:`~noisewise.study.execute.result_from_history` cuts it at its
         diverged epoch and leaves it without robustness metrics, as the fit
         path (which stops there) records it.
         """
-        chunk, final_states, logs, started, t0 = launched
+        chunk, final_states, blocks, started, t0 = launched
+        parts = []
+        for stop, logs in blocks:
+            parts.append(_replica_logs(logs, len(chunk)))  # waits for this block only
+            if on_block is not None:
+                on_block(chunk, stop)
+        raws = [{k: np.concatenate([part[i][k] for part in parts])[:self.epochs] for k in parts[0][i]}
+                for i in range(len(chunk))]
         results = [
             result_from_history(plan, history_from_epochs(_epoch_logs(raw, self.validate)),
                                 t0=t0, started_at=started,
                                 trained=lambda i=i: self._load(final_states, i))
-            for i, (plan, raw) in enumerate(zip(chunk, _replica_logs(logs, len(chunk))))]
+            for i, (plan, raw) in enumerate(zip(chunk, raws))]
         # The chunk trained together: each run is charged an equal share of it.
         wall = (time.perf_counter() - t0) / len(chunk)
         yield from (dataclasses.replace(result, wall_s=wall) for result in results)
 
     def _load(self, states, i):
         """The template with replica ``i``'s trained state loaded (for robustness)."""
-        values = [value for group in states for value in group]  # (trainable, non-, optimizer)
+        values = [value for group in states[:3] for value in group]  # (trainable, non-, optimizer)
         for variable, value in zip(state_variables(self.template), values):
             variable.assign(value[i])
         return self.template
@@ -337,9 +382,10 @@ class VmapExecutor:
     permutation_cache_bytes = 256 * 2**20
 
     def __init__(self, chunk_size: int | None = None, workers: int | None = None,
-                 fallback: FitExecutor | None = None):
+                 fallback: FitExecutor | None = None, blocks: int | None = None):
         self.chunk_size = None if chunk_size is None else check_int("chunk_size", chunk_size,
                                                                      low=1)
+        self.blocks = None if blocks is None else check_int("blocks", blocks, low=1)
         self.workers = check_int("workers", 1 if workers is None else workers, low=1)
         self.fallback = fallback if fallback is not None else FitExecutor()
         self._permutations = collections.OrderedDict()
@@ -349,8 +395,10 @@ class VmapExecutor:
         return min(self.chunk_size or DEFAULT_CHUNK, seeds) * self.workers
 
     def run(self, plans: Sequence[RunPlan], hooks: RunHooks | None = None) -> Iterator[RunResult]:
-        """Train ``plans``; results come chunk by chunk. ``hooks`` are not called:
-        a chunk's epochs run inside one compiled program."""
+        """Train ``plans``; results come chunk by chunk. In this process,
+        ``hooks.on_chunk(plans, epoch)`` is called as each block of a chunk's
+        epochs finishes (``on_start``/``on_epoch`` are not: a chunk's runs train
+        together); worker processes report finished runs only."""
         _require_jax()
         units = chunks(plans, self.chunk_size)
         if not units:
@@ -361,7 +409,7 @@ class VmapExecutor:
             # 32 (which contend for the shared cache) and one with 32.
             units = chunks(plans, max(8, DEFAULT_CHUNK // workers))
         if workers == 1:
-            yield from self.run_units(units)
+            yield from self.run_units(units, (hooks or NO_HOOKS).on_chunk)
         else:
             yield from _run_parallel(units, workers)
 
@@ -379,7 +427,7 @@ class VmapExecutor:
             self._permutations.popitem(last=False)
         return found
 
-    def run_units(self, units: list) -> Iterator[RunResult]:
+    def run_units(self, units: list, on_block=None) -> Iterator[RunResult]:
         """Train ``units`` (:func:`chunks`) in order, one ahead: while a chunk trains
         (JAX computes asynchronously), the next one's initial states are built and
         its program compiled, and the finished one's results are stored."""
@@ -388,21 +436,21 @@ class VmapExecutor:
             try:
                 if structure_key(chunk[0]) != key:  # units come grouped by structure
                     program, key = None, structure_key(chunk[0])
-                    program = _Program(chunk[0], self.permutations)
+                    program = _Program(chunk[0], self.permutations, self.blocks)
                 launched = (chunk, program, program.launch(chunk, size))
             except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
                 launched = (chunk, None, e)
             if pending is not None:
-                yield from self._finish(*pending)
+                yield from self._finish(*pending, on_block)
             pending = launched
         if pending is not None:
-            yield from self._finish(*pending)
+            yield from self._finish(*pending, on_block)
 
-    def _finish(self, chunk, program, launched):
+    def _finish(self, chunk, program, launched, on_block=None):
         try:
             if program is None:
                 raise launched
-            results = list(program.finish(launched))
+            results = list(program.finish(launched, on_block))
         except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
             warnings.warn(f"vectorised training failed ({type(e).__name__}: {e}); "
                           f"running these {len(chunk)} runs one fit each", stacklevel=3)
