@@ -186,6 +186,19 @@ def test_bad_parameters_are_refused(weights):
         fgsm(model, x, [0, 1, 2, 3], 0.1)
 
 
+def test_inputs_of_another_shape_are_refused_in_one_line_before_keras_sees_them(weights):
+    # Keras' own error for a wrong input shape prints the whole tensor; an attack
+    # never reshapes silently (the evaluation of noisewise.robust._study does, and says so).
+    model = dense(weights["W"], weights["b"])
+    x = weights["x"][:4].reshape(4, 2, 4)
+    with pytest.raises(ValueError) as err:
+        pgd(model, x, weights["y"][:4], 0.1, seed=0)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 250, message
+    assert "shape (8,) (8 values)" in message and "shape (2, 4) (8 values)" in message
+    assert "Received: x of shape (4, 2, 4)" in message
+
+
 @pytest.mark.parametrize("build, message", [
     (lambda: keras.Sequential([keras.Input((8,)), keras.layers.Dense(3, activation="relu")]), "relu"),
     (lambda: keras.Sequential([keras.Input((8,)), keras.layers.Reshape((2, 4))]), "output shape"),

@@ -1,5 +1,7 @@
 """Noise sweeps, corruption tables, mCE and the study-facing evaluation."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from noisewise.robust import (
     mce_from_metrics,
     noise_sweep,
 )
+from noisewise.robust._study import evaluate
 from noisewise.robust.evaluate import t_interval
 
 
@@ -104,6 +107,10 @@ def test_t_interval():
     half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)
     assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
     assert np.isnan(t_interval([1.0])[1])
+    # An accuracy cannot leave [0, 1]: the interval is cut there, the mean is not moved.
+    assert t_interval([1.0, 1.0, 0.9], bounds=(0.0, 1.0))[2] == 1.0
+    assert t_interval([1.0, 1.0, 0.9])[2] > 1.0
+    assert t_interval([0.0, 0.0, 0.1], bounds=(0.0, 1.0))[:2] == pytest.approx((1 / 30, 0.0))
 
 
 def shift(images, severity, seed):
@@ -264,3 +271,67 @@ def test_gaussian_training_raises_certified_accuracy_at_radius_sigma_on_digits()
     lower = diff.mean() - stats.t.ppf(0.95, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
     print({arm: [round(v, 3) for v in vals] for arm, vals in results.items()}, "diff CI lower", lower)
     assert lower > 0, results
+
+
+def test_evaluate_states_every_setting_and_an_interval_over_examples(three_class):
+    model, x, y = three_class
+    result = evaluate(model, x, y, CONFIG, seed=3)
+    assert result.metrics == evaluate_for_study(model, x, y, CONFIG, seed=3)
+    assert [r["metric"] for r in result.records] == list(result.metrics)
+    assert result.data == {"split": "test", "examples": 60, "available": 60, "shape": [5], "model_shape": [5],
+                           "reshaped": False, "range": [float(x.min()), float(x.max())],
+                           "range_source": "observed min and max of the 60 test examples",
+                           "clip": [0.0, 1.0], "clip_source": "given", "seed": 3}
+    records = {r["metric"]: r for r in result.records}
+    pgd_record = records["adv_acc@pgd_l2=0.5"]
+    assert {k: pgd_record[k] for k in ("attack", "norm", "eps", "steps", "random_start", "clip", "examples")} == {
+        "attack": "pgd", "norm": "l2", "eps": 0.5, "steps": 3, "random_start": True, "clip": [0.0, 1.0],
+        "examples": 60}
+    assert pgd_record["step_size"] == pytest.approx(2.5 * 0.5 / 3)
+    assert records["adv_acc@fgsm_linf=0.1"]["steps"] == 1
+    cert = records["certified_acc@r=0.25"]
+    assert {k: cert[k] for k in ("sigma", "n0", "n", "alpha", "radius", "clip", "examples")} == {
+        "sigma": 0.25, "n0": 20, "n": 100, "alpha": 0.01, "radius": 0.25, "clip": None, "examples": 60}
+    noise = records["noise_acc@gaussian=0.3"]
+    assert (noise["clip"], noise["draws"], noise["interval"]) == ([0.0, 1.0], 2, "t 95% over 2 draws")
+    for r in result.records:
+        assert r["value"] == result.metrics[r["metric"]]
+        if r["interval"] == "Clopper-Pearson 95% over examples":
+            low, high = stats.binomtest(r["count"], 60).proportion_ci(method="exact")
+            assert (r["ci_low"], r["ci_high"]) == pytest.approx((low, high))
+            assert r["value"] == r["count"] / 60
+    assert records["corruption_acc_mean"]["interval"] is None
+    json.dumps(result.to_dict(), allow_nan=False)  # NaN is not JSON
+
+
+def test_attacks_and_noise_clip_to_the_observed_data_range_unless_told(three_class):
+    model, x, y = three_class
+    config = {"attacks": [{"type": "fgsm", "eps": [0.3]}], "noise": [{"type": "gaussian", "levels": [0.5]}]}
+    default = evaluate(model, x, y, config, seed=1)
+    observed = [float(x.min()), float(x.max())]
+    assert default.data["clip"] == observed
+    assert default.metrics == evaluate_for_study(model, x, y, {**config, "clip": observed}, seed=1)
+    x_adv = fgsm(model, x, y, 0.3, clip=tuple(observed))
+    assert default.metrics["adv_acc@fgsm_linf=0.3"] == np.mean(model.predict(x_adv, verbose=0).argmax(1) == y)
+    for off in ("none", None):
+        unclipped = evaluate(model, x, y, {**config, "clip": off}, seed=1)
+        assert unclipped.data["clip"] is None and unclipped.data["clip_source"].startswith("none")
+        x_adv = fgsm(model, x, y, 0.3)
+        assert unclipped.metrics["adv_acc@fgsm_linf=0.3"] == np.mean(model.predict(x_adv, verbose=0).argmax(1) == y)
+    known = evaluate(model, x, y, config, seed=1, value_range=(-1.0, 2.0), range_source="the sensor's range")
+    assert known.data["clip"] == [-1.0, 2.0] and known.data["clip_source"] == "the data's range: the sensor's range"
+    with pytest.raises(ValueError, match="config.clip.*Received: config.clip='sometimes'"):
+        evaluate(model, x, y, {"clip": "sometimes"}, seed=1)
+
+
+def test_evaluate_reshapes_examples_of_the_models_size_and_refuses_others(three_class):
+    model, x, y = three_class
+    image = keras.Sequential([keras.Input((5, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    image.set_weights(model.get_weights())
+    config = {"attacks": [{"type": "pgd", "eps": 0.1, "steps": 2}]}
+    result = evaluate(image, x, y, config, seed=0)
+    assert result.metrics == evaluate_for_study(model, x, y, config, seed=0)
+    assert (result.data["shape"], result.data["model_shape"], result.data["reshaped"]) == ([5], [5, 1], True)
+    with pytest.raises(ValueError, match=r"shape \(5,\) \(5 values\), but `x_test` holds examples of shape "
+                                         r"\(4,\) \(4 values\) and cannot be reshaped"):
+        evaluate(model, x[:, :4], y, config, seed=0)

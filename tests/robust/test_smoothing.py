@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from noisewise.robust import ABSTAIN, Certificate, SmoothedClassifier, certify
-from noisewise.robust.smoothing import binomial_p_value, lower_confidence_bound
+from noisewise.robust.smoothing import binomial_p_value, clopper_pearson, lower_confidence_bound
 
 SIGMA = 0.5
 
@@ -22,6 +22,17 @@ SIGMA = 0.5
 def test_lower_bound_is_scipy_clopper_pearson(k, n, alpha):
     ci = stats.binomtest(k, n).proportion_ci(method="exact", confidence_level=1 - 2 * alpha)
     assert lower_confidence_bound(k, n, alpha) == pytest.approx(ci.low, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("k, n, confidence", [(0, 20, 0.95), (3, 20, 0.95), (20, 20, 0.95), (450, 450, 0.9),
+                                              (207, 450, 0.99), (1, 1, 0.95)])
+def test_two_sided_interval_is_scipy_clopper_pearson(k, n, confidence):
+    ci = stats.binomtest(k, n).proportion_ci(method="exact", confidence_level=confidence)
+    assert clopper_pearson(k, n, confidence) == pytest.approx((ci.low, ci.high), rel=1e-9, abs=1e-12)
+
+
+def test_two_sided_interval_of_no_trials_is_nan():
+    assert all(np.isnan(clopper_pearson(0, 0)))
 
 
 def test_lower_bound_of_zero_successes_is_zero():

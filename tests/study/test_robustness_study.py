@@ -49,6 +49,9 @@ def spec_with(**robustness):
     ({"noise": [{"type": "gaussian", "levels": [-1]}]}, "robustness.noise[0].levels", "Received"),
     ({"smoothing_sigma": 0.25}, "robustness.smoothing_sigma", "is not a known key"),
     ({"corruptions": {"severities": [6]}}, "robustness.corruptions.severities", "Received"),
+    ({"clip": "sometimes"}, "robustness.clip", "'data' (the data's range, the default), 'none' or a pair "
+                                               "[low, high]. Received: robustness.clip='sometimes'"),
+    ({"clip": [1.0, 0.0]}, "robustness.clip", "low < high"),
 ])
 def test_bad_robustness_tables_fail_before_training_with_their_key_path(tmp_path, robustness,
                                                                          path, message):
@@ -57,6 +60,13 @@ def test_bad_robustness_tables_fail_before_training_with_their_key_path(tmp_path
     assert str(err.value).startswith(path + ":"), str(err.value)
     assert message in str(err.value)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("clip", ["data", "none", [0.0, 1.0]])
+def test_clip_is_the_data_range_none_or_a_given_range(clip):
+    # Without `clip` the evaluation clips to the data's range (digits: observed [0, 1] on its test split).
+    spec = load_spec(spec_with(clip=clip, attacks=[{"type": "pgd", "eps": 0.1}]))
+    assert spec.robustness["clip"] == clip
 
 
 def test_the_robustness_table_is_part_of_the_spec_hash():

@@ -4,12 +4,19 @@ The options build a config for :func:`noisewise.robust.evaluate_for_study`;
 ``--config FILE`` (TOML or JSON, the same format) replaces them. ``--json
 FILE`` never replaces the model, the data or the config, nor (without
 ``--force``) any existing file, and is written whole or not at all.
+
+Attacks and noise are clipped to the data's range unless ``--clip`` says
+otherwise: a built-in dataset's known range, else the observed min and max of
+the evaluated data. The tables and the JSON state every setting behind each
+figure (attack, norm, eps, steps, step size, clip; sigma, n0, n, alpha), the
+split and number of examples, and a 95% interval over examples.
 """
 
 import json
 import os
 import tomllib
 from pathlib import Path
+from typing import NamedTuple
 
 from noisewise._core.files import atomic_open, check_output
 from noisewise.cli import _choices
@@ -18,7 +25,13 @@ from noisewise.cli._errors import EXIT_OK, UsageError
 _HELP = """Evaluate a saved Keras classifier under test-time noise, attacks and randomized
 smoothing. The options build a config for noisewise.robust.evaluate_for_study;
 --config FILE (TOML or JSON, the same format) replaces them. Without any of
---noise/--attack/--sigma/--config, a Gaussian noise sweep is run."""
+--noise/--attack/--sigma/--config, a Gaussian noise sweep is run. Attacks and
+noise are clipped to the data's range by default (--clip). Every table and the
+JSON state the settings behind each figure and the examples it is measured on."""
+
+# Ranges the built-in datasets are known to live in; the others are standardised
+# or generated, so their observed min and max (stated as such) is all there is.
+KNOWN_RANGES = {"digits": ((0.0, 1.0), "digits pixels 0..16 scaled to [0, 1]")}
 
 
 def add_parser(subparsers):
@@ -46,7 +59,10 @@ def add_parser(subparsers):
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--alpha", type=float, default=0.001)
     p.add_argument("--radii", help="radii for certified accuracy (default: 0 and sigma)")
-    p.add_argument("--clip", help="data range LOW,HIGH")
+    p.add_argument("--clip", default="data",
+                   help="range attacks and noise are clipped to: LOW,HIGH, 'none', or 'data' "
+                        "(default: a built-in dataset's known range, else the observed min and max "
+                        "of the evaluated data)")
     p.add_argument("--max-examples", type=int, help="evaluate the first N test examples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", dest="json_out",
@@ -86,8 +102,12 @@ def _config(args):
     if args.config:
         return _read_config(args.config)
     config = {}
-    if args.clip:
-        config["clip"] = _floats(args.clip)
+    clip = args.clip.strip().lower()
+    if clip != "data":
+        try:
+            config["clip"] = clip if clip == "none" else _floats(args.clip)
+        except _Refused:
+            raise _Refused(f"--clip must be LOW,HIGH, 'data' or 'none'. Received: --clip={args.clip!r}") from None
     if args.max_examples:
         config["max_examples"] = args.max_examples
     noise = args.noise or ([] if (args.attack or args.sigma) else ["gaussian"])
@@ -106,15 +126,25 @@ def _config(args):
     return config
 
 
+class Data(NamedTuple):
+    """Evaluation inputs and labels, which split they are, and the data's range if it is known."""
+
+    x: object
+    y: object
+    split: str
+    value_range: tuple | None = None
+    range_source: str | None = None
+
+
 def load_data(name):
-    """``(x_test, y_test)`` of an .npz file, or the test split of a study dataset or .csv."""
+    """The :class:`Data` of an .npz file, or the test split of a study dataset or .csv."""
     import numpy as np  # start-up time, as the study datasets below
 
     if name.endswith(".npz"):
         with np.load(name) as f:
-            for xk, yk in (("x_test", "y_test"), ("x", "y")):
+            for xk, yk, split in (("x_test", "y_test", "test"), ("x", "y", "whole file")):
                 if xk in f and yk in f:
-                    return f[xk], f[yk]
+                    return Data(f[xk], f[yk], split)
             raise ValueError(f"{name} must hold x_test and y_test (or x and y); it holds "
                              f"{sorted(f.files)}")
     from noisewise.study.datasets import BUILTIN, load_dataset  # start-up time: scikit-learn
@@ -126,32 +156,66 @@ def load_data(name):
     else:
         raise ValueError(f"--data must be an .npz or .csv file or one of {', '.join(BUILTIN)}. "
                          f"Received: {name!r}")
-    return data.x_test, data.y_test
+    return Data(data.x_test, data.y_test, "test", *KNOWN_RANGES.get(name, (None, None)))
 
 
-def _print(metrics, details):
+def _value(v):
+    """A setting as text: numbers with ``g`` (eps 0.1, alpha 0.001), a range as [low, high], None as none."""
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(e) for e in v) + "]"
+    return "none" if v is None else str(v)
+
+
+# Record keys that are the figure itself, or stated once for the whole table; the others are settings.
+_FIGURE = ("metric", "evaluation", "value", "count", "ci_low", "ci_high", "interval", "examples")
+
+
+def _groups(records):
+    groups = {}
+    for r in records:
+        key = (r["evaluation"], r.get("attack"), r.get("norm"), r.get("noise"), r.get("examples"))
+        groups.setdefault(key, []).append(r)
+    return groups.values()
+
+
+def _table(records, split):
+    """``(title, table)`` of one evaluation: settings shared by all rows in the title, the others as columns."""
+    from rich.table import Table  # start-up time: rich loads only to print
+
+    first, kind = records[0], records[0]["evaluation"]
+    name = {"attack": f"{first.get('attack')} attack", "noise": f"{first.get('noise')} noise",
+            "smoothing": "randomized smoothing"}.get(kind, kind)
+    keys = list(dict.fromkeys(k for r in records for k in r if k not in _FIGURE + (kind,)))
+    varying = [k for k in keys if len({repr(r.get(k, "-")) for r in records}) > 1]
+    shared = "".join(f", {k.replace('_', ' ')} {_value(first[k])}" for k in keys if k not in varying)
+    intervals = sorted({r["interval"] for r in records if r["interval"]})
+    title = (f"{name}{shared}; {split} split, {first['examples']} examples; "
+             f"95% CI: {', '.join(intervals) or 'none'}")
+    t = Table()
+    for col in ["metric"] + [k.replace("_", " ") for k in varying] + ["value", "95% CI"]:
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for r in records:
+        ci = "n/a" if r["ci_low"] is None else f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+        t.add_row(r["metric"], *(_value(r[k]) if k in r else "-" for k in varying), f"{r['value']:.4f}", ci)
+    return title, t
+
+
+def _print(result, source):
     from rich.console import Console  # start-up time: rich loads only to print
-    from rich.table import Table
 
-    console = Console()
-    for d in details:
-        rows = getattr(d, "rows", None)
-        if rows is None:
-            continue
-        t = Table(title=f"{d.noise} noise: {d.metric}, mean and 95% CI over "
-                        f"{d.scores.shape[1]} draws")
-        for col in ("level", "mean", "95% CI"):
-            t.add_column(col, justify="right")
-        for r in rows():
-            t.add_row(f"{r['level']:g}", f"{r['mean']:.4f}",
-                      f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
-        console.print(t)
-    t = Table(title="robustness metrics")
-    t.add_column("metric")
-    t.add_column("value", justify="right")
-    for k, v in metrics.items():
-        t.add_row(k, f"{v:.4f}")
-    console.print(t)
+    d = result.data
+    shape = f"shape {tuple(d['shape'])}" + (f", reshaped to {tuple(d['model_shape'])} for the model"
+                                            if d["reshaped"] else "")
+    console = Console(highlight=False)
+    console.print(f"data: {source}, {d['split']} split, {d['examples']} examples (of {d['available']}), "
+                  f"{shape}; range {_value(d['range'])} ({d['range_source']}); clip {_value(d['clip'])} "
+                  f"({d['clip_source']}); seed {d['seed']}")
+    for records in _groups(result.records):
+        title, table = _table(records, d["split"])
+        console.print(title)
+        console.print(table)
 
 
 def robustness(args):
@@ -165,7 +229,7 @@ def robustness(args):
         config = _config(args)
         if not Path(args.model).exists():
             raise ValueError(f"model file not found: {args.model}")
-        x, y = load_data(args.data)
+        data = load_data(str(args.data))
         # Start-up time: Keras, and the noisewise layers registered so that saved models load.
         import keras
 
@@ -176,12 +240,15 @@ def robustness(args):
     except (ValueError, OSError, KeyError) as err:
         raise _Refused(err) from err
     try:
-        metrics, details = evaluate(model, x, y, config, args.seed)
+        result = evaluate(model, data.x, data.y, config, args.seed, value_range=data.value_range,
+                          range_source=data.range_source, split=data.split)
     except ValueError as err:
         raise _Refused(err) from err
     if not args.quiet:
-        _print(metrics, details)
-    text = json.dumps(metrics, indent=2)
+        _print(result, args.data)
+    out = result.to_dict()
+    out["data"] = {"source": str(args.data), **out["data"]}
+    text = json.dumps({"model": str(args.model), **out}, indent=2)
     if args.json_out == "-":
         print(text)
     elif target:

@@ -7,10 +7,13 @@
 - :class:`AdversarialModel`: adversarial (and noisy) training with ``fit``.
 - :class:`SmoothedClassifier`, :func:`certify`: randomized smoothing with
   certified L2 radii (Cohen, Rosenfeld and Kolter 2019).
-- :func:`evaluate_for_study`: all of the above from a config, as flat metrics.
+- :func:`evaluate_for_study`: all of the above from a config, as flat metrics;
+  :func:`evaluate_config` also returns, as an :class:`Evaluation`, every
+  setting behind each figure and its interval over examples.
 """
 
-from noisewise.robust._study import evaluate_for_study
+from noisewise.robust._study import Evaluation, evaluate_for_study
+from noisewise.robust._study import evaluate as evaluate_config
 from noisewise.robust.adversarial import AdversarialModel, adversarial_model
 from noisewise.robust.attacks import fgsm, pgd
 from noisewise.robust.evaluate import (
@@ -28,11 +31,13 @@ __all__ = [
     "AdversarialModel",
     "Certificate",
     "CorruptionResult",
+    "Evaluation",
     "SmoothedClassifier",
     "SweepResult",
     "adversarial_model",
     "certify",
     "corruption_table",
+    "evaluate_config",
     "evaluate_for_study",
     "fgsm",
     "mce",

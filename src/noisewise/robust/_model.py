@@ -96,7 +96,7 @@ def inspect_output(model, from_logits=None, probe=None):
         )
     out = None
     if probe is not None:
-        probe = np.asarray(probe[:2], dtype="float32")
+        probe = check_input(model, np.asarray(probe[:2], dtype="float32"))
         raw = model(probe, training=False) if call_accepts_training(model) else model(probe)
         out = np.asarray(ops.convert_to_numpy(raw))
         shape = out.shape
@@ -145,6 +145,49 @@ def inspect_output(model, from_logits=None, probe=None):
             f"Received: outputs in [{out.min():.4g}, {out.max():.4g}]"
         )
     return OutputSpec(kind, bool(from_logits), 2 if units == 1 else units)
+
+
+def input_shape(model):
+    """The per-example input shape of a single-input model (None where a size is free), or None if unknown."""
+    model = _unwrap(model)
+    inputs = getattr(model, "inputs", None)
+    if inputs:
+        return tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError, TypeError):
+        return None
+    if isinstance(shape, tuple) and all(d is None or isinstance(d, int) for d in shape):
+        return shape[1:]
+    return None
+
+
+def check_input(model, x, name="x", *, reshape=False):
+    """``x`` if its examples have the model's input shape; else refuse in one line naming both shapes.
+
+    Checked before the first forward pass, because Keras' own error for a
+    wrong shape prints the whole tensor. With ``reshape``, examples holding
+    as many values as the model's input (flat 64 against 8x8x1) are reshaped
+    to it instead.
+    """
+    expected = input_shape(model)
+    got = tuple(x.shape[1:])
+    if expected is None or got == expected:
+        return x
+    if None in expected:  # a free size: only the rank and the fixed sizes can be checked
+        if len(expected) == len(got) and all(e is None or e == g for e, g in zip(expected, got)):
+            return x
+    elif reshape and int(np.prod(expected)) == int(np.prod(got)):
+        return x.reshape((len(x),) + expected)
+    fit = " and cannot be reshaped to it" if reshape else ""
+    raise ValueError(
+        f"`model` takes examples of shape {expected}{_size(expected)}, but `{name}` holds examples of "
+        f"shape {got}{_size(got)}{fit}. Received: {name} of shape {tuple(x.shape)}"
+    )
+
+
+def _size(shape):
+    return "" if None in shape else f" ({int(np.prod(shape))} values)"
 
 
 def labels(y, spec, name="y"):

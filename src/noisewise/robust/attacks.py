@@ -114,7 +114,7 @@ def perturb(model, x, y, loss_fn, *, eps, norm, steps, step_size, delta=None, cl
 
 
 def _prepare(model, x, y, from_logits, clip):
-    x = np.asarray(x, dtype="float32")
+    x = _model.check_input(model, np.asarray(x, dtype="float32"))
     spec = _model.inspect_output(model, from_logits, probe=x[:2])
     y = _model.labels(y, spec)
     if len(y) != len(x):

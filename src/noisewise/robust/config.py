@@ -17,6 +17,21 @@ SMOOTHING_KEYS = ("sigma", "n0", "n", "alpha", "radii", "max_examples", "batch_s
 CORRUPTION_KEYS = ("names", "severities", "image_shape", "value_range", "preset")
 
 
+CLIP_WORDS = ("data", "none")
+
+
+def check_clip(value, where="clip"):
+    """``"data"`` (the data's range), ``"none"`` (None too) or a checked ``(low, high)`` pair."""
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        if value.lower() in CLIP_WORDS:
+            return value.lower()
+        raise ValueError(f"`{where}` must be 'data' (the data's range, the default), 'none' or a pair "
+                         f"[low, high]. Received: {where}={value!r}")
+    return check_range(where, value)
+
+
 class ConfigError(ValueError):
     """An invalid robustness config; ``path`` is the key path it is about."""
 
@@ -66,7 +81,7 @@ def check_config(config, where="robustness"):
         ConfigError: naming the key path under ``where`` (``robustness.smoothing.alpha``).
     """
     _check_keys(where, config, SECTIONS)
-    _at(f"{where}.clip", check_range, f"{where}.clip", config.get("clip"))
+    _at(f"{where}.clip", check_clip, config.get("clip", "data"), f"{where}.clip")
     if config.get("max_examples") is not None:
         _int(f"{where}.max_examples", config["max_examples"], low=1)
     for i, entry in enumerate(_as_list(config.get("noise") or [])):

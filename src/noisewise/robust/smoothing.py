@@ -39,6 +39,20 @@ def lower_confidence_bound(k, n, alpha):
     return np.where(k > 0, bound, 0.0)
 
 
+def clopper_pearson(k, n, confidence=0.95):
+    """Two-sided exact (Clopper-Pearson) interval for ``k`` successes in ``n`` trials, within [0, 1].
+
+    Its coverage is at least ``confidence`` for every true proportion, also
+    near 0 and 1 where a normal interval leaves [0, 1]. NaN bounds for ``n == 0``.
+    """
+    if n == 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - confidence) / 2
+    low = stats.beta.ppf(tail, k, n - k + 1) if k > 0 else 0.0
+    high = stats.beta.ppf(1.0 - tail, k + 1, n - k) if k < n else 1.0
+    return float(low), float(high)
+
+
 def binomial_p_value(k, n):
     """Two-sided exact binomial test of ``p = 1/2`` (vectorised ``scipy.stats.binomtest``)."""
     k, n = np.asarray(k), np.asarray(n)
@@ -59,6 +73,8 @@ class Certificate:
         radius: Certified L2 radius ``sigma * Phi^-1(pa_lower)`` (0 when abstaining).
         pa_lower: Lower confidence bound on the top class's probability.
         count: Estimation samples (out of ``n``) that chose the selected class.
+        sigma, n, alpha, n0: The noise level, estimation samples, failure
+            probability and selection samples it was certified with.
     """
 
     prediction: np.ndarray
@@ -68,6 +84,7 @@ class Certificate:
     sigma: float
     n: int
     alpha: float
+    n0: int | None = None
 
     def certified_accuracy(self, y, radius=0.0):
         """Fraction of points predicted correctly with a certified radius >= ``radius``."""
@@ -115,7 +132,7 @@ class SmoothedClassifier:
 
     def sample_counts(self, x, n, seed, stage="estimate"):
         """Counts of each class of ``f(x + noise)`` over ``n`` draws: shape (points, classes)."""
-        x = np.asarray(x, dtype="float32")
+        x = _model.check_input(self.model, np.asarray(x, dtype="float32"))
         n = check_int("n", n, low=1)
         seed = check_int("seed", seed, low=0)
         counts = np.zeros((len(x), self.spec.classes), dtype=np.int64)
@@ -185,7 +202,7 @@ class SmoothedClassifier:
         certified = pa_lower >= 0.5
         radius = np.where(certified, self.sigma * stats.norm.ppf(np.maximum(pa_lower, 0.5)), 0.0)
         prediction = np.where(certified, selected, ABSTAIN).astype(np.int64)
-        return Certificate(prediction, radius, pa_lower, count, self.sigma, n, alpha)
+        return Certificate(prediction, radius, pa_lower, count, self.sigma, n, alpha, n0)
 
 
 def certify(model: keras.Model, x, sigma: float, *, n0: int = 100, n: int = 10_000, alpha: float = 0.001,
