@@ -46,33 +46,53 @@ def _curves(rng, epochs, val_epochs, effect, metric="accuracy"):
 
 
 def synthetic_store(path, name="synthetic", seeds=3, epochs=12, grid=True, validate_every=3,
-                    seed=0, arms=ARMS, metric="accuracy"):
+                    seed=0, arms=ARMS, metric="accuracy", skip=()):
     """Write a study with made-up curves; returns (path, spec).
 
     ``arms`` names the three arms and ``metric`` the stored accuracy-like curve
     (``<metric>`` and ``val_<metric>``): any text, to test how the report shows it.
+    ``skip`` holds the (arm index, replica) pairs left unrun.
     """
     spec = load_spec(spec_dict(name, seeds, epochs, grid, validate_every, arms))
     rng = np.random.default_rng(seed)
     val_epochs = np.unique(np.r_[np.arange(validate_every, epochs + 1, validate_every), epochs])
+
+    def curves(k, arm, replica):
+        effect = 0.02 * k - 0.01 * k * k / len(spec.arms)
+        h = _curves(rng, epochs, val_epochs, effect, metric)  # drawn either way: same curves
+        return None if (k, replica) in skip else (h, val_epochs)
+
+    return write_runs(path, spec, curves, metric), spec
+
+
+def write_runs(path, spec, curves, metric="accuracy"):
+    """Store one done run per arm and replica of ``spec`` with the learning curves
+    ``curves(arm index, arm, replica) -> ({name: values}, validated epochs)``
+    (``val_*`` values on the validated epochs, the others on every epoch; None:
+    that run is not stored); the
+    final metrics are the last values and the best ``val_<metric>``, as training
+    stores them. Returns the store's path."""
     with Store(path) as store:
         sid = store.open_study(spec)
-        for replica in range(seeds):
+        for replica in range(spec.seeds):
             for k, arm in enumerate(spec.arms):
-                effect = 0.02 * k - 0.01 * k * k / len(spec.arms)
-                h = _curves(rng, epochs, val_epochs, effect, metric)
+                got = curves(k, arm, replica)
+                if got is None:
+                    continue
+                h, val_epochs = got
+                h = {m: np.asarray(v, dtype=float) for m, v in h.items()}
                 final = {m: float(v[-1]) for m, v in h.items()}
                 best = int(np.argmax(h[f"val_{metric}"]))
                 final.update({f"best_val_{metric}": float(h[f"val_{metric}"][best]),
                               "best_epoch": int(val_epochs[best])})
                 history = {m: list(map(float, v)) for m, v in h.items()}
-                history["epoch"] = list(range(1, epochs + 1))
-                history["val_epoch"] = val_epochs.tolist()
+                history["epoch"] = list(range(1, len(h["loss"]) + 1))
+                history["val_epoch"] = [int(e) for e in val_epochs]
                 store.write_run(sid, RunResult(
                     arm, replica, 1000 + replica, "done", history, final, 0.5 + 0.1 * k, "jax",
                     {"python": "3.11.7", "keras": "3.15.1", "jax": "0.10.2"},
                     started_at=1.7e9 + 10 * replica + k))
-    return Path(path), spec
+    return Path(path)
 
 
 def trained_store(path, name="trained", seeds=2, epochs=5, grid=True):

@@ -77,6 +77,18 @@ def sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def table(out):
+    """``(header, {first word of a row: row})`` of the summary table `show` prints."""
+    lines = out.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.startswith("\u2500"))
+    rows = {}
+    for line in lines[rule + 1:]:
+        if not line.strip() or line.startswith("diff: "):  # the legend follows the table
+            break
+        rows[line.split()[0]] = line
+    return lines[rule - 1], rows
+
+
 def test_statistics_leave_diverged_runs_out_and_count_them(store):
     with Store(store) as s:
         runs = s.runs(s.study("div")["id"], status=None)
@@ -110,12 +122,12 @@ def test_show_marks_the_arms_that_lost_runs(store, capsys):
     code, out, err = cli(capsys, "show", "div", "--store", store)
     assert code == 0, err
     assert "div: val_accuracy over 6 of 12 runs (6 diverged)" in out
-    header = next(line for line in out.splitlines() if "┃" in line)
-    assert header.split("┃")[-2].strip() == "lost"
-    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "│" in line}
-    assert "2 diverged (first at epoch 3)" in rows["some"]
-    assert "all 4 diverged" in rows["all"] and "reference" not in rows["all"]
-    assert rows["all"].split("│")[2].strip() == "0"  # n
+    header, rows = table(out)
+    assert header.split()[-1] == "lost"
+    assert rows["some"].split()[-1] == "2"  # lost
+    assert "arm 'some': 2 diverged (first at epoch 3): left out of the statistics" in out
+    assert rows["all"].endswith("all 4") and "reference" not in rows["all"]
+    assert rows["all"].split()[1] == "0"  # n
     assert "arm 'all': all 4 runs diverged (first at epoch 2): no statistics" in out
     assert "paired on 2 of 4 seeds" in out
     code, out, _ = cli(capsys, "list", "--store", store)
@@ -192,8 +204,8 @@ def test_an_arm_whose_every_run_diverged_is_reported_and_fails_the_run(tmp_path,
     line = next(x for x in err.splitlines() if "every run of arm 'w' diverged" in x)
     assert line.startswith("noisewise: every run of arm 'w' diverged (2 runs, first at epoch 1")
     assert line.endswith("): its results are not comparable")
-    rows = {r.split("│")[1].strip(): r for r in out.splitlines() if "│" in r}
-    assert "all 2 diverged" in rows["w"] and "reference" in rows["baseline"]
+    _, rows = table(out)
+    assert rows["w"].endswith("all 2") and "reference" in rows["baseline"]
     assert "+" not in rows["w"] and "<0.001" not in rows["w"]  # no difference, no p-value
     with Store(store) as s:
         runs = s.runs(s.study("blowup")["id"], status=None)
@@ -219,4 +231,4 @@ def test_diverged_report_renders_and_sorts_in_chromium(store, tmp_path):
     clicked.write_text(path.read_text().replace("</body>", probe))
     dom = render(clicked)
     assert 'data-asc="baseline|some|all"' in dom  # by mean; the arm without numbers last
-    assert 'data-images-loaded="4"' in dom
+    assert 'data-images-loaded="5"' in dom  # the forest plot, final, curves, loss, gap

@@ -133,10 +133,11 @@ def test_table_has_one_row_per_arm_with_the_store_statistics(studies):
             continue
         c = comparison[arm]
         assert float(cells[4]) == c.mean_diff
-        assert float(cells[6]) == c.p_ttest_holm
-        assert float(cells[7]) == c.p_wilcoxon_holm
+        for cell, p in ((cells[6], c.p_ttest_holm), (cells[7], c.p_wilcoxon_holm)):
+            assert cell == "" if p is None else float(cell) == p  # no test: no number
         assert float(cells[8]) == c.prob_better
-    assert float(page.rows["input"][9]) == summary["input"].gap.mean
+        assert cells[9] == (getattr(c, "verdict", None) or "")
+    assert float(page.rows["input"][10]) == summary["input"].gap.mean
 
 
 def test_grid_section_marks_the_best_level(studies):
@@ -154,9 +155,9 @@ def test_grid_section_marks_the_best_level(studies):
 def test_every_figure_is_present(studies):
     for kind, n_grids in (("grid", 1), ("plain", 0), ("single", 0)):
         text = studies[kind][2].read_text()
-        for fig in ("final", "curves", "loss", "gap"):
+        for fig in ("forest", "final", "curves", "loss", "gap"):
             assert f'id="fig-{fig}"' in text, (kind, fig)
-        assert len(_Page(text).images) == 4 + n_grids
+        assert len(_Page(text).images) == 5 + n_grids
 
 
 def test_single_seed_report_says_plainly_that_there_is_no_interval(studies):
@@ -194,13 +195,14 @@ def test_environment_and_store_are_shown(studies):
 
 
 def test_failed_runs_are_reported_not_summarised(tmp_path):
-    store, spec = synthetic_store(tmp_path / "f.db", name="f", seeds=2, grid=False)
+    store, spec = synthetic_store(tmp_path / "f.db", name="f", seeds=3, grid=False,
+                                  skip={(1, 2)})
     with Store(store) as s:
         s.write_run(s.study("f")["id"], RunResult(spec.arms[1], 2, 9, "failed", {}, {}, 0.1,
                                                   "jax", {}, error="diverged"))
     text = write_report(store, "f", tmp_path / "f.html").read_text()
     assert "1 run(s) failed" in text
-    assert [c[1] for c in _Page(text).rows.values()] == ["2", "2"]
+    assert [c[1] for c in _Page(text).rows.values()] == ["3", "2"]  # the failed run is in no statistic
 
 
 def test_missing_store_is_refused_and_not_created(tmp_path):
@@ -247,7 +249,7 @@ def test_report_is_made_from_the_store_in_a_fresh_process(studies, tmp_path):
     assert done.stdout.strip().endswith(str(out))
     page = _Page(out.read_text())
     assert page.rows == _Page(studies["plain"][2].read_text()).rows
-    assert len(page.images) == 4
+    assert len(page.images) == 5
 
 
 def test_band_is_the_t_interval_and_thin_keeps_the_ends():
@@ -302,8 +304,10 @@ def _check_rendered(dom, html_path, screenshot):
 def test_report_renders_in_chromium(studies, kind, tmp_path):
     _, spec, path = studies[kind]
     shot = tmp_path / f"{kind}.png"
-    page = _check_rendered(render(path, shot), path, shot)
+    dom = render(path, shot)
+    page = _check_rendered(dom, path, shot)
     assert list(page.rows) == [a.name for a in spec.arms]
+    assert '<figure id="fig-forest"><img' in dom  # the verdict's forest plot, decoded above
 
 
 def test_table_sorts_on_header_click_in_chromium(studies, tmp_path):
@@ -460,10 +464,10 @@ def test_the_metric_name_is_escaped_in_every_caption(tmp_path):
     text = write_report(store, "m", tmp_path / "m.html", metric=f"val_{METRIC}").read_text()
     page = _Text(text)
     assert [a["id"] for a in page.attrs if "id" in a and a["id"].startswith("fig-")] == [
-        "fig-grid-0", "fig-final", "fig-curves", "fig-loss", "fig-gap"]
+        "fig-grid-0", "fig-forest", "fig-final", "fig-curves", "fig-loss", "fig-gap"]
     named = [c for c in page.captions if not c.startswith("Loss curves")]
-    assert len(named) == 4 and all(METRIC in c for c in named), page.captions
-    assert f"val_{METRIC}" in page.captions[2] and f"val_{METRIC}" in page.captions[4]
+    assert len(named) == 5 and all(METRIC in c for c in named), page.captions
+    assert f"val_{METRIC}" in page.captions[3] and f"val_{METRIC}" in page.captions[5]
     assert METRIC not in text and "<script>alert" not in text  # never raw in the source
     assert [t for t, _ in page.tags].count("script") == 1  # the page's own script only
 

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 runtime failure (some runs failed, every run of an
 arm diverged, or an unexpected error); 2 bad usage, invalid spec or data, no
-such study, or a refused output file; 3 store error; 130 interrupted.
+such study, an unknown metric, or a refused output file; 3 store error; 130
+interrupted.
 """
 
 import errno
@@ -10,6 +11,7 @@ import sqlite3
 
 from noisewise._core.backends import BackendNotInstalled
 from noisewise._core.files import OutputRefused
+from noisewise.study.defaults import UnknownMetric
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130
@@ -47,6 +49,8 @@ def outcome(e: BaseException) -> tuple[int | None, str | None]:
         return None, None
     if isinstance(e, OutputRefused):
         return EXIT_USAGE, f"noisewise: {e}"
+    if isinstance(e, UnknownMetric):  # a name the user typed: say which names exist
+        return EXIT_USAGE, f"noisewise: {e.cli_text()}"
     if isinstance(e, BackendNotInstalled):
         return EXIT_USAGE, f"noisewise: {e}"
     # Start-up time: the study package (and Keras behind it) loads only when an

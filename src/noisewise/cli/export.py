@@ -12,9 +12,9 @@ from pathlib import Path
 from noisewise._core.files import OutputRefused, atomic_open, check_output
 from noisewise.cli import _choices
 from noisewise.cli._args import STORE_HELP
-from noisewise.cli._errors import EXIT_OK
-from noisewise.cli._stores import resolve_study
-from noisewise.study.defaults import DEFAULT_STORE
+from noisewise.cli._errors import EXIT_OK, UsageError
+from noisewise.cli._stores import open_existing, resolve_study
+from noisewise.study.defaults import DEFAULT_STORE, check_metric
 
 
 def add_parser(subparsers):
@@ -33,6 +33,8 @@ def add_parser(subparsers):
     p.add_argument("--tracking-uri", help="mlflow: tracking URI (default "
                    "$MLFLOW_TRACKING_URI, else sqlite next to the store)")
     p.add_argument("--experiment", help="mlflow: experiment name (default: the study)")
+    p.add_argument("--metric", help="mlflow: the final metric whose mean and 95%% CI each "
+                   "arm's run carries (default val_<first metric>)")
     p.add_argument("--overwrite", action="store_true",
                    help="tensorboard/mlflow: replace what an earlier export wrote")
     p.set_defaults(func=export)
@@ -44,6 +46,8 @@ def export(args):
     from noisewise.study import exports
 
     resolve_study(args)
+    if args.metric is not None:
+        _check_metric(args)
     store = args.store or DEFAULT_STORE
     if args.format == "tensorboard":
         if args.output:
@@ -56,7 +60,7 @@ def export(args):
         if uri.startswith("sqlite:///"):  # MLflow would create its tables in that file
             _check_target(uri[len("sqlite:///"):], store, "MLflow tables")
         out = exports.export_mlflow(store, args.study, args.tracking_uri, args.experiment,
-                                    overwrite=args.overwrite)
+                                    metric=args.metric, overwrite=args.overwrite)
         print(f"mlflow: experiment {out['experiment_id']} at {out['tracking_uri']} "
               f"({len(out['parents'])} arm runs, {len(out['children'])} seed runs)")
     elif args.output:
@@ -68,6 +72,17 @@ def export(args):
     else:
         exports.write_records(store, args.study, sys.stdout, args.format, history=args.history)
     return EXIT_OK
+
+
+def _check_metric(args):
+    """``--metric`` names a metric of the study (read-only), and is one MLflow uses."""
+    if args.format != "mlflow":
+        raise UsageError(f"noisewise export: --metric applies to --format mlflow (csv, json "
+                         f"and tensorboard carry every metric). Received: --metric "
+                         f"{args.metric} --format {args.format}")
+    with open_existing(args.store) as store:
+        info = store.study(args.study)
+        check_metric(store.runs(info["id"], status=None), args.metric, info["name"], info["spec"])
 
 
 def _check_target(path, store, what):

@@ -6,8 +6,15 @@ file needs no network to open: CSS and the small scripts are inline and every
 figure is an embedded PNG (matplotlib, Agg). It holds:
 
 - the summary table (n, mean, 95% CI, paired difference to the reference with
-  its CI, Holm-adjusted paired t-test and Wilcoxon p-values, P(better), the
-  train-test gap), sortable by clicking a column header;
+  its CI, Holm-adjusted paired t-test and Wilcoxon p-values, or the reason
+  there is no test, P(better), the verdict, the train-test gap), sortable by
+  clicking a column header, with the tests behind each column named;
+- the verdict: a forest plot of each arm's paired difference to the
+  reference with its 95% CI and the zero line, each arm marked helps, hurts
+  or no detectable difference, and one plain sentence per arm
+  (:mod:`~noisewise.study.report.verdict`);
+- a warning when the metric is still improving at the end of training
+  (:func:`~noisewise.study.report.verdict.trend`), or an arm has few seeds;
 - for grids, the metric against the noise level with its 95% band and the best
   level marked (with the bootstrap probability that it is the best);
 - the final metric per arm, every seed a point, with the mean and its CI;
@@ -59,7 +66,7 @@ from typing import IO, TYPE_CHECKING, Literal
 
 from noisewise._core.files import OutputRefused, atomic_write, check_output, safe_name
 from noisewise.study import stats
-from noisewise.study.report import content
+from noisewise.study.report import content, verdict
 from noisewise.study.report.page import render
 from noisewise.study.report.spec_toml import spec_to_toml
 from noisewise.study.store import Store, StoreError
@@ -118,6 +125,8 @@ def write_report(store_path: PathLike, study_name: str | None = None,
 
     Raises:
         StoreError: The store is missing or not a store, or has no such study.
+        UnknownMetric: The study holds no ``metric`` (a ValueError); checked
+            before anything is written, so an existing report stays as it is.
         OutputRefused: ``out_path`` is the store, a protected file, or a file
             noisewise did not write (without ``force``).
     """
@@ -141,20 +150,33 @@ def write_report(store_path: PathLike, study_name: str | None = None,
     seeds = d["spec"].get("study", {}).get("seeds") or 0
     environment = content.environment(d)
     rows, lost = content.table_rows(arms, summary, d["counts"])
+    higher = stats.is_higher_better(metric)
+    improving = verdict.still_improving(content.metric_curves(d["history"], arms, metric),
+                                        metric, higher)
+    compared = content.compared(arms, comparison)
+    digits = verdict.decimals([(c.ci_high - c.ci_low) / 2 for c in compared
+                               if verdict.finite(c.ci_low) and verdict.finite(c.ci_high)])
     text = render(
         info=info, spec=d["spec"], metric=metric, arms_all=arms_all, arms=arms,
         summary=summary, comparison=comparison, grids=grids, reference=reference,
-        figures=content.figures(d, arms, summary, grids, reference),
+        figures=content.figures(d, arms, summary, grids, reference, comparison),
+        sentences=[(c.arm, verdict.verdict(c), verdict.sentence(c, metric, digits))
+                   for c in compared],
+        tests=dict(getattr(stats, "TESTS", None) or {}),
+        verdicts={c.arm: verdict.verdict(c) for c in compared},
+        reasons={c.arm: verdict.no_test_reason(c) for c in compared},
+        wilcoxon_reasons={c.arm: verdict.no_test_reason(c, "wilcoxon") for c in compared},
         grid_texts=content.grid_texts(
             grids, summary[reference].mean if reference in summary else math.nan),
         rows=rows, lost=lost, notes=content.notes(arms, summary, comparison, reference),
         warnings=content.warnings(
             counts=d["counts"], reference=reference, stored_reference=info.get("reference"),
             n_done=len(d["runs"]), arms=arms, summary=summary, failed=d["failed"],
-            environment=environment, expected=len(arms_all) * seeds),
+            environment=environment, expected=len(arms_all) * seeds, comparison=comparison,
+            improving=improving),
         counts=d["counts"], n_done=len(d["runs"]), seeds=seeds, expected=len(arms_all) * seeds,
         environment=environment, store=str(store_path.resolve()),
-        higher_is_better=stats.is_higher_better(metric),
+        higher_is_better=higher,
         generated=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     )
     return atomic_write(out, text)  # a reader never sees half a report

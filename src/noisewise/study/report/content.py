@@ -11,17 +11,24 @@ import math
 import numpy as np
 
 from noisewise.study import stats
-from noisewise.study.defaults import default_metric
+from noisewise.study.defaults import check_metric, default_metric
+from noisewise.study.report import verdict
 
 
 def load(store, name, metric):
-    """Everything the report shows of study ``name``, read from an open store."""
+    """Everything the report shows of study ``name``, read from an open store.
+
+    Raises:
+        UnknownMetric: The study holds no ``metric``
+            (:func:`~noisewise.study.defaults.check_metric`); nothing is drawn
+            or written then.
+    """
     info = store.study(name)
     spec = info["spec"]
-    metric = metric or default_metric(spec)
-    train = metric.removeprefix("val_")
-    names = [train, f"val_{train}"] + (["loss", "val_loss"] if train != "loss" else [])
     records = store.runs(info["id"], status=None)
+    metric = check_metric(records, metric or default_metric(spec), info["name"], spec)
+    train = metric.removeprefix("val_")
+    names = [train, f"val_{train}", metric] + (["loss", "val_loss"] if train != "loss" else [])
     by_status = {s: [r for r in records if stats.run_status(r) == s]
                  for s in ("done", "diverged", "failed")}
     done = {r["id"] for r in by_status["done"]}
@@ -72,7 +79,24 @@ def series(history, arms, train, val):
     return curves, gaps
 
 
-def figures(d, arms, summary, grids, reference):
+def metric_curves(history, arms, metric):
+    """``{arm: (epochs, runs x epochs matrix)}`` of ``metric``'s learning curves
+    (arms without a curve of it are left out)."""
+    out = {}
+    for arm in arms:
+        got = [(r["epochs"][metric], r["history"][metric]) for r in history
+               if r["arm"] == arm and metric in r["history"]]
+        if got:
+            out[arm] = align(got)
+    return out
+
+
+def compared(arms, comparison):
+    """The comparisons of ``arms`` in arm order (the reference has none)."""
+    return [comparison[a] for a in arms if a in comparison]
+
+
+def figures(d, arms, summary, grids, reference, comparison=None):
     """``{"grids": [...], "main": [...]}``: each figure a dict with its ``id``, PNG
     ``uri``, ``alt`` text, and the names its caption uses (plain text)."""
     # Deferred: matplotlib loads only when a report is drawn (start-up time of
@@ -99,6 +123,13 @@ def figures(d, arms, summary, grids, reference):
             f"Final {metric} against the noise level of grid {parent}", parent=parent)
     if not arms:
         return out
+    drawn = [c for c in compared(arms, comparison or {}) if c.n]
+    if drawn:
+        add("main", plots.forest_figure(drawn, metric, reference,
+                                        {c.arm: verdict.verdict(c) for c in drawn},
+                                        stats.is_higher_better(metric)),
+            "forest", f"Paired difference in {metric} of each arm to {reference}, with its 95% CI",
+            reference=reference)
     add("main", plots.final_figure(arms, values, estimates, metric, reference), "final",
         f"Final {metric} of every seed per arm, with the mean and its 95% CI")
     curves, gaps = series(d["history"], arms, train, val)
@@ -173,9 +204,26 @@ def grid_texts(grids, ref_mean):
     return out
 
 
+def small_n(arms, summary, comparison):
+    """``[(warning, arms)]``: the few-seeds warnings of the statistics, each once."""
+    found = {}
+    for arm in arms:
+        for obj in (summary.get(arm), comparison.get(arm)):
+            text = getattr(obj, "warning", None)
+            if text:
+                found.setdefault(text, [])
+                if arm not in found[text]:
+                    found[text].append(arm)
+    return list(found.items())
+
+
 def warnings(*, counts, reference, stored_reference, n_done, arms, summary, failed,
-             environment, expected):
-    """``[(kind, details)]`` of every warning box, in page order (see ``warnings.html``)."""
+             environment, expected, comparison=None, improving=()):
+    """``[(kind, details)]`` of every warning box, in page order (see ``warnings.html``).
+
+    ``improving`` is the :func:`~noisewise.study.report.verdict.still_improving`
+    list of the report's metric.
+    """
     out = [("all_diverged", {"arm": k.arm, "text": k.all_diverged_text()})
            for k in counts.values() if k.all_diverged]
     diverged = [k for k in counts.values() if k.diverged and not k.all_diverged]
@@ -189,6 +237,11 @@ def warnings(*, counts, reference, stored_reference, n_done, arms, summary, fail
         out.append(("nothing", {"yet": not n_diverged}))
     if arms and max(summary[a].n for a in arms) == 1:
         out.append(("single", {}))
+    for text, who in small_n(arms, summary, comparison or {}):
+        out.append(("small_n", {"text": text, "arms": who, "all": len(who) == len(arms)}))
+    if improving:
+        out.append(("improving", {"metric": improving[0].metric, "trends": list(improving),
+                                  "digits": verdict.trend_digits(improving)}))
     if failed:
         out.append(("failed", {"n": len(failed)}))
     if len(environment["combos"]) > 1:

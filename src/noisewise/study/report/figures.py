@@ -321,3 +321,49 @@ def grid_figure(grid, values, estimates, metric, reference=None):
         ax.set_title(f"grid {grid.parent}")
         fig.legend(loc="outside right upper", frameon=False)
         return fig
+
+
+# Verdict -> (colour, marker, filled): the three verdicts differ in marker and fill
+# as well as colour, so they survive greyscale printing.
+VERDICT_STYLE = {"helps": (GREEN, "^", True), "hurts": (VERMILLION, "v", True),
+                 "no detectable difference": (GREY, "o", False), None: (BLUE, "s", False)}
+
+
+def forest_figure(comparisons, metric, reference, verdicts=None, higher_is_better=True):
+    """Each arm's paired difference to the reference with its 95% CI, and the zero line.
+
+    Args:
+        comparisons: ``[Comparison]`` (``arm``, ``n``, ``mean_diff``,
+            ``ci_low``, ``ci_high``), top to bottom.
+        metric: Metric name (x axis: arm minus reference).
+        reference: The reference arm's name.
+        verdicts: ``{arm: verdict or None}``: the marker of each arm.
+        higher_is_better: The metric's direction, named on the x axis.
+    """
+    verdicts = verdicts or {}
+    with rc_context(_RC):
+        fig = Figure(figsize=(7.5, 0.42 * len(comparisons) + 1.5), layout="constrained")
+        ax = fig.add_subplot()
+        ax.axvline(0.0, color=BLACK, linewidth=1, label=f"no difference (= {reference})")
+        seen = set()
+        for y, c in enumerate(comparisons):
+            if not (c.n and math.isfinite(c.mean_diff)):
+                continue
+            v = verdicts.get(c.arm)
+            color, marker, filled = VERDICT_STYLE.get(v, VERDICT_STYLE[None])
+            low, high = c.ci_low, c.ci_high
+            if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
+                ax.errorbar(c.mean_diff, y, xerr=[[c.mean_diff - low], [high - c.mean_diff]],
+                            fmt="none", ecolor=color, elinewidth=2, capsize=4, zorder=2)
+            label = (v or "no verdict") if v not in seen else None
+            seen.add(v)
+            ax.plot(c.mean_diff, y, marker=marker, markersize=8, linestyle="none", zorder=3,
+                    color=color, markerfacecolor=color if filled else "white",
+                    markeredgecolor=color, markeredgewidth=1.5, label=label)
+        ax.set_yticks(range(len(comparisons)), [_label(c.arm, 40) for c in comparisons])
+        ax.set_ylim(len(comparisons) - 0.5, -0.5)
+        better = "right" if higher_is_better else "left"
+        ax.set_xlabel(f"paired difference in {metric}: arm minus {reference}, 95% CI "
+                      f"(better to the {better})")
+        fig.legend(loc="outside upper center", ncols=4, frameon=False)
+        return fig

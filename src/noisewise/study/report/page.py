@@ -21,18 +21,33 @@ from noisewise._core.files import generator_meta, safe_name
 from noisewise.study.report.spec_toml import spec_to_toml
 
 DASH = Markup("&ndash;")
-SECTION_TITLES = {"final": "Final metric per seed", "curves": "Learning curves",
-                  "loss": "Loss curves", "gap": "Train-test gap"}
+SECTION_TITLES = {"forest": "Verdict", "final": "Final metric per seed",
+                  "curves": "Learning curves", "loss": "Loss curves", "gap": "Train-test gap"}
 # Summary table columns: (header, what it holds, shown as the header's tooltip).
 COLUMNS = (("arm", "arm"), ("n", "replicas (seeds) with a finished run"),
-           ("mean", "mean of the final metric"), ("95% CI", "t-based 95% CI of the mean"),
+           ("mean", "mean of the final metric"), ("95% CI", "95% CI of the mean"),
            ("diff vs ref", "paired mean difference, arm minus reference"),
-           ("diff 95% CI", "t-based 95% CI of the paired difference"),
+           ("diff 95% CI", "95% CI of the paired difference"),
            ("p t-test (Holm)", "paired t-test, Holm-adjusted across arms"),
            ("p Wilcoxon (Holm)", "Wilcoxon signed-rank test, Holm-adjusted across arms"),
            ("P(better)", ("fraction of paired seeds on which the arm beats the reference, "
                           "ties counted half")),
+           ("verdict", "helps, hurts or no detectable difference, from the paired comparison"),
            ("train-test gap", "mean of train minus validation metric at the last epoch"))
+# The key of each column's method in noisewise.study.stats.TESTS, which words the
+# tooltip and the legend under the table when the statistics name it.
+TEST_KEYS = {"n": "n", "mean": "mean", "95% CI": "ci", "diff vs ref": "mean_diff",
+             "diff 95% CI": "diff_ci", "p t-test (Holm)": "p_ttest",
+             "p Wilcoxon (Holm)": "p_wilcoxon", "P(better)": "prob_better", "verdict": "verdict"}
+
+
+def table_columns(tests):
+    """``(columns, legend)``: the (header, tooltip) pairs, tooltips from ``tests``
+    (:data:`noisewise.study.stats.TESTS`) where it names the column's method, and
+    the (header, method) pairs of those columns."""
+    named = {h: str(tests[TEST_KEYS[h]]) for h, _ in COLUMNS
+             if h in TEST_KEYS and tests.get(TEST_KEYS[h])}
+    return tuple((h, named.get(h, tip)) for h, tip in COLUMNS), list(named.items())
 LOST_COLUMN = ("lost", ("runs left out of every statistic: diverged (the loss or a metric "
                         "became NaN or infinite) or failed"))
 
@@ -93,8 +108,9 @@ def render(**context):
     gathered; ``context`` holds the names ``templates/page.html`` uses."""
     spec, info, store = context["spec"], context["info"], context["store"]
     toml_text = spec_to_toml(spec)
+    columns, legend = table_columns(context.get("tests") or {})
     return environment().get_template("page.html").render(
-        **context, version=__version__, generator=Markup(generator_meta()),
+        **context, columns=columns, legend=legend, version=__version__, generator=Markup(generator_meta()),
         css=asset("report.css"), js=asset("report.js"), toml_text=toml_text,
         spec_json=json.dumps(spec, indent=2, sort_keys=True),
         download=base64.b64encode(toml_text.encode()).decode("ascii"),
