@@ -1,6 +1,10 @@
-"""Loading a spec: a TOML file, a dict or a StudySpec, with the command line's overrides."""
+"""Loading a spec: a TOML file, a dict or a StudySpec, with the command line's overrides.
 
-import copy
+A dict spec may hold Python objects in ``[data]`` and ``[model]`` (arrays,
+datasets, callables; see :mod:`~noisewise.study.sources`): they are kept by
+reference, never copied.
+"""
+
 import os
 import stat
 import tomllib
@@ -9,13 +13,14 @@ from pathlib import Path
 from noisewise.study.config.errors import SpecError
 from noisewise.study.config.sections import TRAIN_DEFAULTS
 from noisewise.study.config.validate import StudySpec, validate
+from noisewise.study.sources import copy_spec
 
 MAX_SPEC_BYTES = 10 * 2**20
 
 
 def _override(raw, seeds, epochs):
     """Apply CLI overrides; a changed value also renames the study (see load_spec)."""
-    raw = copy.deepcopy(raw)
+    raw = copy_spec(raw)
     study = raw.setdefault("study", {})
     parts = []
     if seeds is not None and seeds != study.get("seeds", 30):
@@ -30,7 +35,7 @@ def _override(raw, seeds, epochs):
     return raw
 
 
-def load_spec(source, *, seeds=None, epochs=None, base_dir=None):
+def load_spec(source, *, seeds=None, epochs=None, base_dir=None, data=None, model=None):
     """Load and validate a study spec.
 
     Args:
@@ -44,6 +49,8 @@ def load_spec(source, *, seeds=None, epochs=None, base_dir=None):
             (or mixes into) the full study.
         base_dir: Folder for relative paths; default the TOML file's folder,
             or the current directory for a dict.
+        data, model: Optional tables replacing the spec's ``[data]`` and
+            ``[model]`` (see :func:`shorthand` for the short forms).
 
     Returns:
         A :class:`StudySpec`.
@@ -52,16 +59,40 @@ def load_spec(source, *, seeds=None, epochs=None, base_dir=None):
         SpecError: On any invalid key or value (message starts with its path).
     """
     if isinstance(source, StudySpec):
-        if seeds is None and epochs is None:
+        if seeds is None and epochs is None and data is None and model is None:
             return source
-        return validate(_override(source.to_dict(), seeds, epochs), source.base_dir)
-    if isinstance(source, dict):
+        raw, base_dir = source.live_dict(), base_dir or source.base_dir
+    elif isinstance(source, dict):
         raw = source
     else:
         path = Path(os.fspath(source))
         raw = _read_toml(path)
         base_dir = base_dir or path.resolve().parent
+    if data is not None or model is not None:
+        raw = dict(raw)
+        raw.update({k: shorthand(k, v) for k, v in (("data", data), ("model", model))
+                    if v is not None})
     return validate(_override(raw, seeds, epochs), base_dir)
+
+
+def shorthand(section, value):
+    """The ``[data]`` or ``[model]`` table of a short form, or ``value`` itself.
+
+    ``data``: a table, or ``(x_train, y_train, x_test, y_test)`` (``{"arrays":
+    ...}``). ``model``: a table, a callable (``{"builder": ...}``), or a path
+    to a ``.keras`` file (``{"path": ...}``).
+    """
+    if isinstance(value, dict):
+        return value
+    if section == "data" and isinstance(value, (tuple, list)):
+        return {"arrays": value}
+    if section == "model" and isinstance(value, (str, os.PathLike)):
+        return {"path": os.fspath(value)}
+    if section == "model" and callable(value):
+        return {"builder": value}
+    allowed = ("a table or (x_train, y_train, x_test, y_test)" if section == "data" else
+               "a table, a builder callable or a .keras path")
+    raise SpecError(f"{section}: must be {allowed}. Received: {type(value).__name__}")
 
 
 def _read_toml(path):

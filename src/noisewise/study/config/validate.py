@@ -11,9 +11,10 @@ import dataclasses
 import os
 from pathlib import Path
 
+from noisewise.study import sources
 from noisewise.study.config import sections
 from noisewise.study.config.arms import expand_arm
-from noisewise.study.config.errors import FAILED, Collector, fail, table, unknown
+from noisewise.study.config.errors import FAILED, Collector, SpecError, fail, table, unknown
 from noisewise.study.config.identity import spec_hash
 from noisewise.study.config.sections import MAX_ARMS, SECTIONS
 
@@ -24,7 +25,11 @@ class StudySpec:
 
     Attributes:
         name, seeds, seed, store, reference: From ``[study]`` (defaults filled).
-        data, model, train: The normalised tables.
+        data, model, train: The normalised tables, with the Python objects
+            of a dict spec (arrays, datasets, callables) in place of their
+            descriptions: what the study loads and builds from. The
+            normalised spec (:meth:`to_dict`, the hash, the store and every
+            identity) holds the descriptions (see :mod:`~noisewise.study.sources`).
         arms: The expanded arms (:class:`Arm`), grid points included.
         base_dir: Folder relative paths are resolved against (the spec file's
             folder; the current directory for dict specs).
@@ -49,6 +54,11 @@ class StudySpec:
     def to_dict(self):
         """The normalised spec as a plain dict (arms unexpanded, grids kept)."""
         return copy.deepcopy(self._normalised)
+
+    def live_dict(self):
+        """:meth:`to_dict` with the Python objects of ``data`` and ``model`` in place
+        of their descriptions: validating it again gives this spec."""
+        return {**self.to_dict(), "data": dict(self.data), "model": dict(self.model)}
 
     @property
     def spec_hash(self):
@@ -134,7 +144,7 @@ def validate(raw, base_dir=None):
     errors = Collector()
     errors.run(unknown, raw, SECTIONS, "spec")
     failed = _leaves(raw, errors)
-    raw = copy.deepcopy(raw)
+    raw = sources.copy_spec(raw)
 
     def part(name, check, *args):
         return FAILED if name in failed else errors.run(check, *args)
@@ -145,12 +155,15 @@ def validate(raw, base_dir=None):
         "[data] name = \"circles\"")))
     model = part("model", lambda: sections.check_model(_required(
         raw, "model", "missing section, e.g. [model] name = \"mlp\"")))
-    train = part("train", sections.check_train, raw.get("train"))
+    task = data.get("task", "classification") if isinstance(data, dict) else None
+    train = part("train", sections.check_train, raw.get("train"), task)
     arms = errors.run(_arms, raw.get("arms"), failed, errors)
     if study is not FAILED and arms not in (FAILED, None):
         names = [a.name for a in arms[1]]
         errors.run(_reference, study[4], names)
     robustness = part("robustness", sections.check_robustness, raw.get("robustness"))
+    if isinstance(data, dict) and sources.is_streaming(data):
+        errors.run(_streaming, data, train, arms, robustness)
     errors.raise_any()
     name, seeds, seed, store, reference = study
     reference = names[0] if reference is None else reference
@@ -160,8 +173,41 @@ def validate(raw, base_dir=None):
         "data": data, "model": model, "train": train, "arms": arms[0],
         **({"robustness": robustness} if robustness is not None else {}),
     }
-    return StudySpec(name, seeds, seed, store, reference, data, model, train, tuple(arms[1]),
+    return StudySpec(name, seeds, seed, store, reference, _live(raw["data"], data),
+                     _live(raw["model"], model), train, tuple(arms[1]),
                      str(base_dir or os.getcwd()), normalised, robustness=robustness)
+
+
+def _live(raw, normalised):
+    """The normalised table with the raw table's Python objects back in their keys
+    (each key of a Python object is normalised under the same name)."""
+    return {**copy.deepcopy(normalised),
+            **{k: v for k, v in raw.items() if k in normalised and not sources.is_plain(v)}}
+
+
+def _streaming(data, train, arms, robustness):
+    """What needs the data as arrays, refused for streaming sources (one error each)."""
+    errors = []
+    if data.get("standardize"):
+        errors.append("data.standardize: needs the training features' mean and std, and a "
+                      "streaming source is not read whole; standardise in the source")
+    if train is not FAILED and "validation_split" in train:
+        errors.append("train.validation_split: a streaming source cannot be split; the "
+                      "validation curves are on data.test")
+    if train is not FAILED and train.get("class_weight") == "balanced":
+        errors.append("train.class_weight: 'balanced' counts the training labels, and a "
+                      "streaming source is not read whole; give the weights as a table")
+    if robustness is not None and robustness is not FAILED:
+        errors.append("robustness: evaluates on the test split as arrays; a streaming test "
+                      "source is not loaded whole")
+    for arm in (arms[1] if arms not in (FAILED, None) else ()):
+        if any(e["type"] == "augment" and e.get("value_range") is None for e in arm.noise):
+            errors.append(f"arms: arm {arm.name!r} augments its inputs without "
+                          "augment_value_range, which defaults to the training data's range; "
+                          "a streaming source is not read whole: set augment_value_range")
+            break
+    if errors:
+        raise SpecError(errors=errors)
 
 
 def _reference(reference, names):
