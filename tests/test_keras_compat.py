@@ -221,3 +221,21 @@ def test_the_pattern_finds_what_it_looks_for():
     assert PATTERN.search("x._keras_history.operation")
     assert not PATTERN.search("keras_compat.flatten_layers(model)")
     assert not PATTERN.search("self._level = self.add_weight(...)")
+
+
+def test_fresh_layer_names_do_not_depend_on_the_history_of_the_process():
+    import keras
+
+    from noisewise._core.keras_compat import fresh_layer_names
+
+    def names():
+        with fresh_layer_names():
+            return [keras.layers.Dense(2).name, keras.layers.Dense(2).name]
+
+    before = keras.layers.Dense(2).name
+    first = names()
+    keras.layers.Dense(3)  # the process goes on creating layers
+    assert names() == first == ["dense", "dense_1"]
+    after = keras.layers.Dense(2).name  # the process' own numbering continues
+    count = int(before.rsplit("_", 1)[1]) if "_" in before else 0
+    assert after == f"dense_{count + 2}"

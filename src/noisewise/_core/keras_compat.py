@@ -23,6 +23,8 @@ Example:
     ['input_layer', 'out']
 """
 
+import collections
+import contextlib
 import random
 import re
 import sys
@@ -156,6 +158,25 @@ def set_random_seed(seed):
 
 
 # -- model graphs (injection) ------------------------------------------------
+
+@contextlib.contextmanager
+def fresh_layer_names():
+    """Keras' automatic names (``dense``, ``dense_1``, ...) numbered from scratch
+    inside, the process' own numbering restored after.
+
+    Why: a model's automatic layer names depend on how many layers the process
+    created before, and noise seeds derived from layer names (``inject``) would
+    then change with the history of the process instead of the seed. Every
+    layer of one model is created inside one such block, so its names stay
+    unique within the model.
+    """
+    saved = global_state.get_global_attribute("object_name_uids")
+    global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))
+    try:
+        yield
+    finally:
+        global_state.set_global_attribute("object_name_uids", saved)
+
 
 def is_graph_model(obj):
     """Whether ``obj`` is a ``keras.Sequential`` or a graph-built (Functional) model.
