@@ -207,8 +207,11 @@ def test_records_of_every_status_as_csv_and_json(study, tmp_path):
         write_records(study[0], "exp", out, fmt)
         if fmt == "csv":
             rows = list(csv.DictReader(io.StringIO(out.getvalue())))
-            assert list(rows[0])[:6] == ["study", "arm", "replica", "seed", "status",
-                                         "diverged_epoch"]
+            # the arm's parameters follow its name (layout: noisewise.study.results)
+            assert list(rows[0])[:9] == ["study", "arm", "noise", "noise0_type",
+                                         "noise0_where", "noise0_stddev", "augment", "grid",
+                                         "grid_noise[0].stddev"]
+            assert list(rows[0])[9:13] == ["replica", "seed", "status", "diverged_epoch"]
             assert list(rows[0])[-1] == "error"
         else:
             rows = json.loads(out.getvalue())
@@ -230,3 +233,48 @@ def test_export_targets_never_write_into_the_store(study, tmp_path, capsys):
     assert store.read_bytes() == before
     assert default_export_path("a/s.db", "a/b", "tensorboard").name != \
         default_export_path("a/s.db", "a_b", "tensorboard").name
+
+
+def test_exports_have_one_column_per_arm_parameter(study):
+    import csv
+    import io
+    import json
+
+    from noisewise.study.exports import write_records
+
+    out = io.StringIO()
+    write_records(study[0], "exp", out, "csv")
+    rows = {(r["arm"], r["replica"]): r for r in csv.DictReader(io.StringIO(out.getvalue()))}
+    base, noisy, level = rows[("baseline", "0")], rows[("input", "0")], rows[("hidden[stddev=1.0]", "1")]
+    assert (base["noise"], base["noise0_type"], base["noise0_stddev"], base["grid"]) == (
+        "none", "", "", "")
+    assert (noisy["noise"], noisy["noise0_where"], float(noisy["noise0_stddev"])) == (
+        "gaussian", "input", 0.05)
+    # a grid level: its value applied to the noise entry, and the grid key beside it
+    assert (level["noise0_where"], float(level["noise0_stddev"]), level["grid"],
+            float(level["grid_noise[0].stddev"])) == ("pre_activation", 1.0, "hidden", 1.0)
+    assert {r["augment"] for r in rows.values()} == {"none"}
+    out = io.StringIO()
+    write_records(study[0], "exp", out, "json")
+    (record,) = [r for r in json.loads(out.getvalue())
+                 if (r["arm"], r["replica"]) == ("hidden[stddev=0.01]", 0)]
+    assert (record["noise0_stddev"], record["grid_noise[0].stddev"], record["grid"]) == (
+        0.01, 0.01, "hidden")
+    assert "noise0_stddev" not in [r for r in json.loads(out.getvalue())
+                                   if r["arm"] == "baseline"][0]
+
+
+def test_multi_noise_and_augmented_arms_get_numbered_columns():
+    from noisewise.study.results import arm_columns
+
+    config = {"noise": [{"type": "gaussian", "where": "input", "stddev": 0.1},
+                        {"type": "dropout", "where": "post_activation", "rate": 0.2}],
+              "augment": [{"type": "rotate", "factor": 10, "unit": "degrees"}],
+              "augment_value_range": [0.0, 1.0]}
+    assert arm_columns(config, "g", {"noise[1].rate": 0.2}) == {
+        "noise": "gaussian+dropout",
+        "noise0_type": "gaussian", "noise0_where": "input", "noise0_stddev": 0.1,
+        "noise1_type": "dropout", "noise1_where": "post_activation", "noise1_rate": 0.2,
+        "augment": "rotate", "augment0_type": "rotate", "augment0_factor": 10,
+        "augment0_unit": "degrees", "augment_value_range": "[0.0, 1.0]",
+        "grid": "g", "grid_noise[1].rate": 0.2}

@@ -17,7 +17,7 @@ import pytest
 
 from noisewise.study.store import APPLICATION_ID, SCHEMA_VERSION, Store, StoreError
 
-STORE_PY = Path(__file__).resolve().parents[2] / "src" / "noisewise" / "study" / "store.py"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @dataclass
@@ -177,7 +177,9 @@ def test_study_object_with_own_hash_and_arms(store):
     info = store.study("obj")
     assert (info["spec_hash"], info["study_seed"], info["reference"]) == ("abc123", 3, "b")
     assert info["arms"][2] == {"name": "g[stddev=0.1]", "position": 2, "parent": "g",
-                               "params": {"noise[0].stddev": 0.1}, "is_reference": False}
+                               "params": {"noise[0].stddev": 0.1}, "is_reference": False,
+                               # not described by the spec: only the grid point is known
+                               "config": {"params": {"noise[0].stddev": 0.1}}, "current": True}
     assert store.study(sid)["name"] == "obj"
     with pytest.raises(StoreError, match="no study 'nope'.*'obj'"):
         store.study("nope")
@@ -263,12 +265,13 @@ def test_history_filters_and_order(store):
     assert order == [("baseline", 0), ("baseline", 1), ("hidden_pre", 0), ("hidden_pre", 1)]
 
 
-# The child loads store.py by path: only stdlib + numpy, so it starts in a blink
-# instead of importing Keras through the noisewise package.
+# The child imports the store package alone: only stdlib + numpy, so it starts in
+# a blink (the package's lazy namespaces load no Keras).
 CHILD = textwrap.dedent("""
-    import importlib.util, os, signal, sys, types
-    spec = importlib.util.spec_from_file_location("nw_store", sys.argv[1])
-    m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+    import os, signal, sys, types
+    sys.path.insert(0, sys.argv[1])
+    import noisewise.study.store as m
+    assert "keras" not in sys.modules
     EPOCHS = int(sys.argv[3])
 
     class Killed(m.Store):
@@ -301,7 +304,7 @@ CHILD = textwrap.dedent("""
 def _run_child(tmp_path, epochs, mode):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
-    return subprocess.Popen([sys.executable, str(script), str(STORE_PY),
+    return subprocess.Popen([sys.executable, str(script), str(SRC),
                              str(tmp_path / "kill.db"), str(epochs), mode])
 
 

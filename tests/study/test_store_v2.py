@@ -1,4 +1,4 @@
-"""Store schema 2: migration of a real version-1 store, divergence as a status,
+"""Store schemas 2 and 3: migration of a real version-1 store, divergence as a status,
 fingerprints, read-only opening (also on read-only folders and file systems)."""
 
 import contextlib
@@ -102,28 +102,37 @@ def test_opening_for_writing_migrates_keeping_ids_and_curves(tmp_path, v1):
     arms_v1 = raw(v1, "SELECT * FROM arms ORDER BY position")
     studies_v1 = raw(v1, "SELECT * FROM studies")
     with Store(v1) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2 and not store.readonly
-    assert raw(v1, "PRAGMA user_version") == [(2,)]
-    assert raw(v1, "SELECT value FROM noisewise_meta WHERE key = 'schema_version'") == [("2",)]
+        assert store.schema_version == SCHEMA_VERSION == 3 and not store.readonly
+    assert raw(v1, "PRAGMA user_version") == [(3,)]
+    assert raw(v1, "SELECT value FROM noisewise_meta WHERE key = 'schema_version'") == [("3",)]
     assert raw(v1, "PRAGMA integrity_check") == [("ok",)]
     assert raw(v1, "PRAGMA foreign_key_check") == []
-    # every old column kept as it was; the new ones NULL
-    assert [r[:-1] for r in raw(v1, "SELECT * FROM runs ORDER BY id")] == runs_v1
+    # every old column kept as it was; the new ones after them (v2: diverged_epoch
+    # NULL; v3: the run's arm hash and identity)
+    assert [r[:-3] for r in raw(v1, "SELECT * FROM runs ORDER BY id")] == runs_v1
     assert raw(v1, "SELECT DISTINCT diverged_epoch FROM runs") == [(None,)]
     assert raw(v1, "SELECT * FROM curves ORDER BY run_id, metric") == curves_v1
-    assert raw(v1, "SELECT * FROM arms ORDER BY position") == arms_v1
-    assert [r[:-1] for r in raw(v1, "SELECT * FROM studies")] == studies_v1
+    assert [r[:5] for r in raw(v1, "SELECT * FROM arms ORDER BY position")] == arms_v1
+    assert [r[:-2] for r in raw(v1, "SELECT * FROM studies")] == studies_v1
     # a migrated store has exactly the tables and columns of a new one
     Store(tmp_path / "fresh.db").close()
     assert columns(v1) == columns(tmp_path / "fresh.db")
     # the new status can be written, and cascades still reach the curves
     with Store(v1) as store:
-        assert store.write_run(1, run("input_noise", 2, "diverged", diverged_epoch=3))
+        (failed_curves,) = raw(v1, "SELECT COUNT(*) FROM curves WHERE run_id = 4")[0]
+        (curves,) = raw(v1, "SELECT COUNT(*) FROM curves")[0]
+        # replaces the failed run 4: its curve goes with it (the new run has two)
+        assert store.write_run(1, run("input_noise", 1, "diverged", diverged_epoch=3,
+                                      history={"loss": [0.5, 0.4, 9.0], "accuracy": [0.5] * 3}))
+        assert raw(v1, "SELECT COUNT(*) FROM curves") == [(curves - failed_curves + 2,)]
         (d,) = store.runs(1, status="diverged")
-        assert (d["replica"], d["diverged_epoch"]) == (2, 3)
-        assert store.done_keys(1) == GOLDEN_DONE | {("input_noise", 2)}
-        store.write_run(1, run("input_noise", 1))  # replaces the failed run 4
-        assert raw(v1, "SELECT COUNT(*) FROM curves WHERE run_id = 4") == [(0,)]
+        assert (d["replica"], d["diverged_epoch"]) == (1, 3)
+        assert store.done_keys(1) == GOLDEN_DONE | {("input_noise", 1)}
+        # replica 2 is beyond the spec's 2 seeds: stored, not part of the study
+        assert store.write_run(1, run("baseline", 2))
+        assert store.done_keys(1) == GOLDEN_DONE | {("input_noise", 1)}
+        assert [(r["replica"], r["current"]) for r in store.runs(1, current=False)
+                if r["arm"] == "baseline"] == [(0, True), (1, True), (2, False)]
 
 
 def test_user_version_0_with_meta_version_1_is_version_1(v1):
@@ -134,8 +143,8 @@ def test_user_version_0_with_meta_version_1_is_version_1(v1):
     with Store(v1, readonly=True) as store:
         assert store.schema_version == 1
     with Store(v1) as store:
-        assert store.schema_version == 2 and len(store.runs(1, status=None)) == 4
-    assert raw(v1, "PRAGMA user_version") == [(2,)]
+        assert store.schema_version == 3 and len(store.runs(1, status=None)) == 4
+    assert raw(v1, "PRAGMA user_version") == [(3,)]
 
 
 def test_failed_migration_leaves_the_store_as_it_was(v1, monkeypatch):
@@ -429,9 +438,10 @@ def test_unwritable_places_give_store_errors_before_touching_anything(tmp_path):
 
 # The children load store.py by path (stdlib + numpy): they start in a blink.
 MIGRATING_CHILD = """
-import importlib.util, sys, types
-spec = importlib.util.spec_from_file_location("nw_store", sys.argv[1])
-m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+import sys, types
+sys.path.insert(0, sys.argv[1])
+import noisewise.study.store as m
+assert "keras" not in sys.modules
 with m.Store(sys.argv[2]) as store:
     store.write_run(1, types.SimpleNamespace(
         arm="baseline", replica=int(sys.argv[3]), seed=0, status="done", final={},
@@ -440,14 +450,14 @@ with m.Store(sys.argv[2]) as store:
 
 
 def test_processes_opening_a_v1_store_at_once_migrate_it_once(tmp_path, v1):
-    store_py = Path(__file__).resolve().parents[2] / "src" / "noisewise" / "study" / "store.py"
+    src = Path(__file__).resolve().parents[2] / "src"
     script = tmp_path / "child.py"
     script.write_text(MIGRATING_CHILD)
-    procs = [subprocess.Popen([sys.executable, str(script), str(store_py), str(v1), str(10 + i)],
+    procs = [subprocess.Popen([sys.executable, str(script), str(src), str(v1), str(10 + i)],
                               stderr=subprocess.PIPE, text=True) for i in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
-    assert raw(v1, "PRAGMA user_version") == [(2,)]
+    assert raw(v1, "PRAGMA user_version") == [(3,)]
     assert raw(v1, "PRAGMA integrity_check") == [("ok",)]
     assert [r[0] for r in raw(v1, "SELECT id FROM runs WHERE replica < 10 ORDER BY id")] == [
         1, 2, 3, 4]

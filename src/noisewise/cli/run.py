@@ -6,7 +6,7 @@ from noisewise.cli import _choices
 from noisewise.cli._args import METRIC_HELP, positive
 from noisewise.cli._errors import EXIT_FAILED, EXIT_OK, UsageError, os_error
 from noisewise.cli._output import console, print_study, printable
-from noisewise.study.defaults import DEFAULT_STORE
+from noisewise.study.defaults import DEFAULT_STORE, check_metric
 
 
 def add_parser(subparsers):
@@ -16,7 +16,8 @@ def add_parser(subparsers):
     p.add_argument("--seeds", type=positive, help="override study.seeds (quick runs)")
     p.add_argument("--epochs", type=positive, help="override train.epochs (quick runs)")
     p.add_argument("--new", action="store_true",
-                   help="the spec changed: keep the old study under another name, start anew")
+                   help="keep the stored study under another name and start anew (without "
+                        "it, a study grows: stored runs the spec still asks for are reused)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--executor", choices=_choices.EXECUTORS, default="auto",
                    help="auto: train the replicas of an arm together in one compiled "
@@ -49,15 +50,22 @@ def run(args):
                          f"--workers {args.workers} --executor fit (drop --workers, or use "
                          "--executor auto or vmap)")
     spec = load_spec(args.spec, seeds=args.seeds, epochs=args.epochs)
+    if args.metric:
+        # Before training: the compiled metric names follow from the spec, so an
+        # unknown name costs no training (with a [robustness] table the names are
+        # not all known yet; the table checks it against the stored runs).
+        check_metric([], args.metric, spec.name, spec.to_dict())
     outcome = Study(spec).run(store=args.store, new=args.new, quiet=args.quiet,
                               executor=args.executor, workers=args.workers)
     err = console(stderr=True)
     if not args.quiet:
         diverged = getattr(outcome, "diverged", 0)
+        kept = getattr(outcome, "kept", 0)
         err.print(printable(f"{outcome.ran} run(s) trained"
                             + (f" ({diverged} diverged)" if diverged else "")
-                            + f", {outcome.skipped} already stored, {outcome.wall_s:.1f} s; "
-                            f"store {outcome.store}"), markup=False)
+                            + f", {outcome.skipped} reused from the store"
+                            + (f" ({kept} more stored, not in this spec)" if kept else "")
+                            + f", {outcome.wall_s:.1f} s; store {outcome.store}"), markup=False)
     with open_store(outcome.store) as store:
         counts = print_study(store, spec.name, args.metric)
     if not args.no_report:

@@ -4,7 +4,8 @@ A study spec (TOML or dict) names a dataset, a model, training settings and
 arms (noise configurations, grids expanded). :class:`Study` trains every
 (arm, replica) run with Keras ``fit``, writes each to the SQLite
 :class:`Store` as it finishes (a rerun resumes), and :func:`summarize` /
-:func:`compare` compute per-arm estimates and paired comparisons from the store.
+:func:`compare` compute per-arm estimates and paired comparisons from the store;
+:func:`load` reads a stored study as tables (records, pandas, Jupyter HTML).
 
 The names load on first use, so a light module of this package (the
 defaults the command line reads while it starts) imports no Keras.
@@ -50,6 +51,8 @@ _LAZY = {
     "FingerprintError": "noisewise.study.store",
     "Store": "noisewise.study.store",
     "StoreError": "noisewise.study.store",
+    "StudyResults": "noisewise.study.results",
+    "load": "noisewise.study.results",
 }
 
 
@@ -78,10 +81,12 @@ __all__ = [
     "Store",
     "StoreError",
     "Study",
+    "StudyResults",
     "StudyRun",
     "StudySpec",
     "compare",
     "grid_best",
+    "load",
     "load_spec",
     "run_study",
     "summarize",

@@ -61,6 +61,7 @@ from noisewise._core.files import safe_name
 from noisewise.study import stats
 from noisewise.study.defaults import default_metric
 from noisewise.study.report import open_store
+from noisewise.study.results import order_columns, study_arms
 
 FORMATS = ("tensorboard", "mlflow")
 _GRID_KEY = re.compile(r"^(noise|augment)\[(\d+)\]\.(\w+)$")
@@ -98,26 +99,34 @@ def _json_safe(value):
 
 
 def records(store_path, study=None):
-    """``(study name, run record, history)`` of every run of a study, any status.
+    """``(study name, run record, history)`` of every run of a study's current spec,
+    any status.
 
     The record's ``status`` is :func:`noisewise.study.stats.run_status` (a
     done run of an older store whose loss is not finite reads ``diverged``)
-    and it has ``diverged_epoch`` (None when not diverged or not known);
+    and it has ``diverged_epoch`` (None when not diverged or not known) and
+    ``columns``, its arm's parameters (:func:`noisewise.study.results.arm_columns`);
     ``history`` is ``{metric: {"epoch": [...], "value": [...]}}``.
     """
     with open_store(store_path) as store:
         info = store.study(study)  # None: the latest
         curves = {r["run_id"]: r for r in store.history(info["id"], status=None)}
         runs = store.runs(info["id"], status=None)
+        arms = study_arms(store, info)
     out = []
     for run in runs:
         curve = curves.get(run["id"], {"history": {}, "epochs": {}})
         run = {**run, "status": stats.run_status(run),
-               "diverged_epoch": run.get("diverged_epoch")}
+               "diverged_epoch": run.get("diverged_epoch"),
+               "columns": arms.get(run["arm"], {}).get("columns", {})}
         out.append((info["name"], run, {
             metric: {"epoch": curve["epochs"][metric].tolist(), "value": values.tolist()}
             for metric, values in curve["history"].items()}))
     return out
+
+
+def _cell(value):
+    return "" if value is None else value
 
 
 def write_records(store_path, study, out, fmt, *, history=False):
@@ -127,19 +136,28 @@ def write_records(store_path, study, out, fmt, *, history=False):
         store_path: The study store (opened read-only).
         study: Study name (None: the latest).
         out: A text file (open it with ``newline=""`` for CSV).
-        fmt: ``"json"``: a list of records (study, arm, replica, seed, status,
-            diverged_epoch, backend, versions, wall_s, final, history, error;
-            non-finite numbers as null). ``"csv"``: one row per run with the
+        fmt: ``"json"``: a list of records (study, arm, the arm's parameter
+            columns, replica, seed, status, diverged_epoch, backend, versions,
+            wall_s, final, history, error; non-finite numbers as null).
+            ``"csv"``: one row per run with the arm's parameter columns, the
             final metrics as columns, ``status``, ``diverged_epoch`` and
             ``error``; with ``history=True`` the learning curves in long form
             (study, arm, replica, status, metric, epoch, value).
+
+    The parameter columns (:func:`noisewise.study.results.arm_columns`) are
+    ``noise`` (types joined by ``+``, or ``none``), ``noise{i}_type``,
+    ``noise{i}_where`` and ``noise{i}_<argument>`` (``noise0_stddev``,
+    ``noise1_rate``, ...) per noise entry ``i`` with grid points applied,
+    ``augment`` and ``augment{i}_type``/``augment{i}_<argument>``, ``grid``
+    (the grid an arm is a level of) and ``grid_<key>`` per grid key. A CSV
+    has the union of every arm's columns, empty where an arm has none.
     """
     rows = records(store_path, study)
     if fmt == "json":
-        keys = ("arm", "replica", "seed", "status", "diverged_epoch", "backend", "versions",
+        keys = ("replica", "seed", "status", "diverged_epoch", "backend", "versions",
                 "wall_s", "final")
-        data = [{"study": name, **{k: r[k] for k in keys}, "history": curves, "error": r["error"]}
-                for name, r, curves in rows]
+        data = [{"study": name, "arm": r["arm"], **r["columns"], **{k: r[k] for k in keys},
+                 "history": curves, "error": r["error"]} for name, r, curves in rows]
         json.dump(_json_safe(data), out, indent=1, allow_nan=False)
         out.write("\n")
         return
@@ -155,10 +173,12 @@ def write_records(store_path, study, out, fmt, *, history=False):
                                      value])
         return
     finals = sorted({k for _, r, _ in rows for k in r["final"]})
-    writer.writerow(["study", "arm", "replica", "seed", "status", "diverged_epoch", "backend",
-                     "wall_s", *finals, "error"])
+    params = order_columns(k for _, r, _ in rows for k in r["columns"])
+    writer.writerow(["study", "arm", *params, "replica", "seed", "status", "diverged_epoch",
+                     "backend", "wall_s", *finals, "error"])
     for name, r, _ in rows:
-        writer.writerow([name, r["arm"], r["replica"], r["seed"], r["status"],
+        cells = [_cell(r["columns"].get(k)) for k in params]
+        writer.writerow([name, r["arm"], *cells, r["replica"], r["seed"], r["status"],
                          "" if r["diverged_epoch"] is None else r["diverged_epoch"],
                          r["backend"], r["wall_s"], *(r["final"].get(k, "") for k in finals),
                          r["error"] or ""])

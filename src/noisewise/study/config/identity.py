@@ -1,8 +1,26 @@
-"""The spec hash: the identity a store checks before it resumes a study."""
+"""Identities: the spec hash, and each run's identity (computed by the store when a study grows).
+
+The run identity functions live in :mod:`noisewise.study.store.identity`
+(standard library only, so a store computes them without loading Keras) and
+are named here beside the spec hash, the study-level identity.
+"""
 
 import copy
 import hashlib
 import json
+
+from noisewise.study.store.identity import (
+    GROWABLE_STUDY_KEYS,
+    SHARED_SECTIONS,
+    arm_config,
+    arm_hash,
+    changed_keys,
+    run_identity,
+    shared_hash,
+)
+
+__all__ = ["GROWABLE_STUDY_KEYS", "SHARED_SECTIONS", "arm_config", "arm_hash", "changed_keys",
+           "run_identity", "shared_hash", "spec_hash"]
 
 
 def spec_hash(normalised):
