@@ -10,25 +10,42 @@ cryptographic strength, so this sampler hashes a counter instead:
 
 * bits: ``h(h(i ^ k0) + k1)`` for element index ``i``, where ``h`` is the
   32-bit "lowbias32" integer hash (C. Wellons, "Prospecting for hash functions",
-  2018: xorshift-multiply, avalanche bias 0.17) and ``k0, k1`` are derived by
-  hashing the two words of a ``keras.random.SeedGenerator`` draw, so every call
-  gets fresh keys and the same seed replays the same numbers;
-* normal: the top 24 bits give ``v = (2m + 1) / 2**24 - 1`` on a symmetric grid
-  in (-1, 1), and ``z = sqrt(2) * erfinv(v)`` (inverse-CDF, as JAX's own
-  sampler does). The grid truncates the tails at |z| = 5.46 (mass 5e-8 beyond),
-  about where float32 uniforms truncate JAX's sampler. ``erfinv`` is M. Giles'
-  single-precision approximation ("Approximating the erfinv function", GPU
-  Computing Gems Jade Edition, 2011: two polynomials of degree 8 in
-  ``w = -log((1 - v)(1 + v))``): relative error under 3e-7 on the grid, and
-  built from ``log``, ``sqrt`` and multiply-adds, which XLA vectorises on a
-  CPU (its own ``erfinv`` goes through ``log1p``, measured 1.6x slower).
+  2018: xorshift-multiply, avalanche bias 0.17), and a second word
+  ``h(i ^ k0) * k2`` whose top bits are used (multiply-shift hashing with an
+  odd multiplier, M. Dietzfelbinger et al., "A reliable randomized algorithm
+  for the closest-pair problem", J. Algorithms 1997); ``k0, k1, k2`` are
+  derived by hashing the two words of a ``keras.random.SeedGenerator`` draw,
+  so every call gets fresh keys and the same seed replays the same numbers;
+* normal: the sign bit of the first word is the sign of ``z``; its other 31
+  bits and the top 24 bits of the second word make the tail probability
+  ``d = P(|Z| > |z|)``, uniform on (0, 1] with a resolution of 2**-55 near 0,
+  and ``|z| = sqrt(2) * erfinv(1 - d)`` (inverse-CDF, as JAX's own sampler
+  does). Float32 keeps 24 significant bits of ``d`` at every depth, so the
+  tail is the normal tail out to |z| = 8.54 (``d = 2**-56``; a mass of 1.4e-17
+  lies beyond). The previous version mapped the top 24 bits of one word to a
+  grid in (-1, 1) and never went past |z| = 5.42 (a mass of 6e-8 beyond: 60
+  values missing per billion draws). The second word and the longer tail
+  polynomial cost 3-5% more time per draw than that version (best times of
+  ``benchmarks/bench_sampler.py`` for 256x500 and 4096x4096 draws, JAX on a
+  loaded 2-core CPU: 1.61 against 1.56 ns and 3.84 against 3.68 ns; XLA's
+  compiled loop has 107 instructions per 8 draws instead of 99);
+* erfinv: M. Giles' single-precision form ("Approximating the erfinv
+  function", GPU Computing Gems Jade Edition, 2011), a polynomial of degree 8
+  in ``w = -log((1 - v)(1 + v))`` for ``w < 5`` (|z| < 2.93) and one in
+  ``sqrt(w)`` beyond, refitted here (degree 11 for the tail) because Giles'
+  tail polynomial was made for float32 ``v`` and drifts past |z| = 5.5. Both
+  are built from ``log``, ``sqrt`` and multiply-adds, which XLA vectorises on
+  a CPU (its own ``erfinv`` goes through ``log1p``, measured 1.6x slower).
+  Measured relative error of ``|z|``: under 4e-7 from ``d = 2**-56`` to 1.
 
 Everything is 32-bit integer arithmetic in ``keras.ops`` (multiplication wraps
 modulo 2**32 on every backend), so XLA fuses it into one loop on JAX. On
 PyTorch and TensorFlow (eager) every op is a separate pass over memory and the
 native generator is faster, so ``sampler="auto"`` uses this sampler on JAX only.
-The tests check the distribution (moments, Kolmogorov-Smirnov) and the absence
-of correlation between neighbours, channels, calls and seeds.
+The tests check the distribution (moments, Kolmogorov-Smirnov, the tail
+frequencies beyond 4.5, 5, 5.42 and 6 standard deviations in 2.7e8 draws) and
+the absence of correlation between neighbours, channels, calls, seeds and the
+two words.
 """
 
 import keras
@@ -56,22 +73,59 @@ def _hash(x):
     return ops.bitwise_xor(x, _shr(x, 16))
 
 
-# Giles (2011), single precision: erfinv(v) = v * p(w), w = -log((1 - v)(1 + v)),
-# p a polynomial in w - 2.5 for w < 5 and in sqrt(w) - 3 beyond (highest power first).
-_CENTRAL = (2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
-            -0.00125372503, -0.00417768164, 0.246640727, 1.50140941)
-_TAIL = (-0.000200214257, 0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
-         -0.0076224613, 0.00943887047, 1.00167406, 2.83297682)
+# |z| = sqrt(2) erfinv(v) = v * p(w) with w = -log((1 - v)(1 + v)), in the form of M. Giles'
+# single-precision erfinv ("Approximating the erfinv function", GPU Computing Gems Jade
+# Edition, 2011), refitted to include the factor sqrt(2) (one multiply less) and to reach
+# |z| = 8.54: Giles' tail polynomial was made for float32 v (|z| <= 5.42) and drifts beyond
+# (relative error 6e-5 at |z| = 6, 8e-4 at 6.5). Each is fitted to SciPy's erfcinv by least
+# squares on 4000 Chebyshev points, reweighted (Lawson) towards the minimax relative error
+# (`benchmarks/bench_sampler.py --fit` prints them).
+# Highest power first. For w < 5 (|z| < 2.93): degree 8 in w - 2.5, as Giles'.
+_CENTRAL = (4.085278e-08, 4.8668966e-07, -4.9966116e-06, -6.2243894e-06, 0.00030917284,
+            -0.0017729902, -0.0059081973, 0.34880266, 2.1233137)
+# For w from 5 to 38.1 (|z| = 8.54): degree 11 in sqrt(w) - 3.5.
+_TAIL = (1.4038658e-06, -1.145179e-05, 2.3393408e-05, 5.4347136e-05, -0.00033818945, 0.00070422,
+         -0.0009721786, 0.0014806663, -0.002906238, 0.0046512177, 1.4246331, 4.717088)
 
 
-def _erfinv(v):
-    """Inverse error function of float32 ``v`` in (-1, 1)."""
-    w = ops.negative(ops.log((1.0 - v) * (1.0 + v)))
-    central, tail = w - 2.5, ops.sqrt(w) - 3.0
-    p, q = _CENTRAL[0], _TAIL[0]
-    for a, b in zip(_CENTRAL[1:], _TAIL[1:]):
-        p, q = p * central + a, q * tail + b
-    return ops.where(w < 5.0, p, q) * v
+def _polynomial(coefficients, x):
+    p = coefficients[0]
+    for c in coefficients[1:]:
+        p = p * x + c
+    return p
+
+
+def _half_normal(d):
+    """``|z|`` with ``P(|Z| > |z|) = d`` for float32 ``d`` in (0, 1]: ``sqrt(2) erfinv(1 - d)``.
+
+    Takes the tail probability ``d = 1 - |v|`` rather than ``v``, because
+    float32 ``v`` cannot hold ``1 - 2**-25`` and beyond: from ``d`` the log's
+    argument ``(1 - v)(1 + v) = d (2 - d)`` keeps 24 significant bits at any
+    depth. Measured relative error: under 4e-7 for ``d`` from 2**-56 to 1
+    (tests/test_sampling.py).
+    """
+    w = ops.negative(ops.log(d * (2.0 - d)))
+    p = ops.where(w < 5.0, _polynomial(_CENTRAL, w - 2.5), _polynomial(_TAIL, ops.sqrt(w) - 3.5))
+    # (1 - d) p, not p - d p: 1 - d is exact for d >= 1/2 (Sterbenz), while p - d p
+    # cancels near z = 0 unless the compiler fuses it into one multiply-add.
+    return (1.0 - d) * p
+
+
+def _normal_from_words(bits, word):
+    """Float32 normal numbers from two uniform int32 hash words per element.
+
+    The sign bit of ``bits`` is the sign; its other 31 bits ``a`` (mirrored for
+    negative ``bits``, so ``-1`` and ``0`` both give ``a = 0``) and the top 24
+    bits ``m`` of ``word`` give the tail probability
+    ``d = (a + (m + 1/2) / 2**24) / 2**31``, uniform on (0, 1] with a
+    resolution of 2**-55 near 0; float32 keeps 24 significant bits of it at
+    every scale.
+    """
+    sign = ops.right_shift(bits, 31)  # arithmetic: -1 or 0
+    a = ops.bitwise_xor(bits, sign)  # 0 <= a < 2**31
+    fraction = ops.cast(_shr(word, 8), "float32") * (2.0**-55) + 2.0**-56
+    z = _half_normal(ops.cast(a, "float32") * (2.0**-31) + fraction)
+    return ops.where(sign < 0, ops.negative(z), z)
 
 
 def _keys(seed_generator):
@@ -83,7 +137,8 @@ def _keys(seed_generator):
         for shift in (0, 16):
             part = ops.bitwise_and(ops.right_shift(seed[i], shift), 0xFFFF)
             key = _hash(ops.bitwise_xor(key, ops.cast(part, "int32")))
-    return key, _hash(ops.bitwise_xor(key, _M1))
+    k1 = _hash(ops.bitwise_xor(key, _M1))
+    return key, k1, ops.bitwise_or(_hash(ops.bitwise_xor(k1, _M1)), 1)  # k2 odd: a multiplier
 
 
 def hashed_normal(shape, seed_generator, dtype="float32"):
@@ -109,13 +164,27 @@ def hashed_normal(shape, seed_generator, dtype="float32"):
             f"`shape` must have fewer than 2**31 elements for the hash sampler. "
             f"Received: shape={tuple(shape)}"
         )
-    k0, k1 = _keys(seed_generator)
-    counter = ops.arange(n, dtype="int32")
-    bits = _hash(ops.add(_hash(ops.bitwise_xor(counter, k0)), k1))
-    m = _shr(bits, 8)  # 24 bits
-    v = ops.cast(2 * m + (1 - 2**24), "float32") * (2.0**-24)
-    z = ops.cast(_erfinv(v) * 1.4142135623730951, dtype)
-    return ops.reshape(_materialized(z, k0), shape)
+    return ops.reshape(_normal_from_keys(n, _keys(seed_generator), dtype), shape)
+
+
+def _normal_from_keys(n, keys, dtype="float32"):
+    """``n`` normal numbers (flat) from the three int32 keys of :func:`_keys`.
+
+    The sampler after its seed bookkeeping, so it can be compiled with the
+    keys as arguments (the tests and benchmarks/bench_sampler.py do).
+    """
+    z = _normal_from_words(*_words(n, keys))
+    return _materialized(ops.cast(z, dtype), keys[0])
+
+
+def _words(n, keys):
+    """The two int32 hash words of elements ``0 .. n - 1``."""
+    k0, k1, k2 = keys
+    inner = _hash(ops.bitwise_xor(ops.arange(n, dtype="int32"), k0))
+    # The second word only places d inside its 2**-31 cell, so multiply-shift hashing
+    # of the inner hash (its top bits times the odd key k2) is enough; a third
+    # lowbias32 costs more time (benchmarks/bench_sampler.py).
+    return _hash(ops.add(inner, k1)), ops.multiply(inner, k2)
 
 
 def _materialized(z, key):
