@@ -30,30 +30,48 @@ def _score(model, spec, x, y, metric, batch_size):
     return float(metric(y, out))
 
 
-def t_interval(values, confidence=0.95):
-    """Mean and two-sided t confidence interval of ``values`` (NaN bounds for fewer than 2)."""
+def t_interval(values, confidence=0.95, bounds=None):
+    """Mean and two-sided t confidence interval of ``values`` (NaN bounds for fewer than 2).
+
+    Args:
+        values: The sample (e.g. one accuracy per noise draw).
+        confidence: Two-sided level in (0, 1).
+        bounds: Optional ``(low, high)`` the quantity cannot leave (``(0, 1)``
+            for an accuracy); the interval is cut there, as values beyond
+            them are impossible, not merely unlikely.
+    """
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
     if len(values) < 2:
         return mean, float("nan"), float("nan")
     half = stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return mean, mean - half, mean + half
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return mean, float(low), float(high)
 
 
 @dataclass
 class SweepResult:
-    """Scores of :func:`noise_sweep`: ``scores[i, d]`` at ``levels[i]`` for draw ``d``."""
+    """Scores of :func:`noise_sweep`: ``scores[i, d]`` at ``levels[i]`` for draw ``d``.
+
+    ``clip`` is the range noisy inputs were clipped to (None: not clipped) and
+    ``examples`` the number of inputs each score is measured on.
+    """
 
     noise: str
     levels: list
     scores: np.ndarray
     metric: str = "accuracy"
+    clip: tuple | None = None
+    examples: int | None = None
 
     def rows(self, confidence=0.95):
         """One dict per level: level, mean, std, ci_low, ci_high, draws."""
         rows = []
+        bounds = (0.0, 1.0) if self.metric == "accuracy" else None
         for level, s in zip(self.levels, self.scores):
-            mean, low, high = t_interval(s, confidence)
+            mean, low, high = t_interval(s, confidence, bounds)
             std = float(s.std(ddof=1)) if len(s) > 1 else float("nan")
             rows.append({"level": level, "mean": mean, "std": std, "ci_low": low, "ci_high": high,
                          "draws": len(s)})
@@ -64,7 +82,10 @@ class SweepResult:
         return self.scores.mean(axis=1)
 
     def __str__(self):
-        lines = [f"{self.noise} noise: {self.metric} (mean and 95% CI over {self.scores.shape[1]} draws)",
+        on = f" on {self.examples} examples" if self.examples is not None else ""
+        clip = "none" if self.clip is None else f"[{self.clip[0]:g}, {self.clip[1]:g}]"
+        lines = [f"{self.noise} noise: {self.metric}{on}, clip {clip} "
+                 f"(mean and 95% CI over {self.scores.shape[1]} draws)",
                  f"{'level':>10} {'mean':>8} {'ci_low':>8} {'ci_high':>8}"]
         lines += [f"{r['level']:>10g} {r['mean']:8.4f} {r['ci_low']:8.4f} {r['ci_high']:8.4f}"
                   for r in self.rows()]
@@ -110,7 +131,7 @@ def noise_sweep(model, x, y, noise="gaussian", levels=(0.0, 0.1, 0.2, 0.3, 0.5),
     draws = check_int("draws", draws, low=1)
     check_int("seed", seed, low=0)
     clip = check_range("clip", clip)
-    x = np.asarray(x, dtype="float32")
+    x = _model.check_input(model, np.asarray(x, dtype="float32"))
     spec = None
     if metric == "accuracy":
         spec = _model.inspect_output(model, from_logits, probe=x[:2])
@@ -130,7 +151,7 @@ def noise_sweep(model, x, y, noise="gaussian", levels=(0.0, 0.1, 0.2, 0.3, 0.5),
             ])
             scores[i, d] = _score(model, spec, noisy, y, metric, batch_size)
     name = metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
-    return SweepResult(noise, levels, scores, name)
+    return SweepResult(noise, levels, scores, name, clip, len(x))
 
 
 def _to_numpy(t):
@@ -183,13 +204,21 @@ def mce(errors, baseline_errors, clean_error=None, baseline_clean_error=None):
 
 @dataclass
 class CorruptionResult:
-    """Accuracy per corruption (rows) and severity (columns), for a model and optionally a baseline."""
+    """Accuracy per corruption (rows) and severity (columns), for a model and optionally a baseline.
+
+    ``skipped`` maps each corruption left out to the reason (e.g. saturate on
+    one-channel images); :meth:`__str__` lists them under the table.
+    """
 
     severities: list
     accuracy: dict
     clean_accuracy: float
     baseline_accuracy: dict = None
     baseline_clean_accuracy: float = None
+    skipped: dict = None
+
+    def __post_init__(self):
+        self.skipped = {} if self.skipped is None else dict(self.skipped)
 
     def errors(self):
         return {c: 1.0 - np.asarray(a) for c, a in self.accuracy.items()}
@@ -209,11 +238,18 @@ class CorruptionResult:
         if self.baseline_accuracy is not None:
             m = self.mce()
             lines.append(f"mCE {m['mce']:.4f}  relative mCE {m['relative_mce']:.4f} (1.0 = baseline)")
+        lines += [f"skipped {c}: {why}" for c, why in self.skipped.items()]
         return "\n".join(lines)
 
 
-def _corruption_fns(corruptions, value_range, preset):
-    """``{name: fn(images, severity, seed)}`` from names, callables or a dict."""
+def _corruption_fns(corruptions, value_range, preset, channels=None):
+    """``{name: fn(images, severity, seed)}`` from names, callables or a dict, and ``{name: reason}`` skipped.
+
+    Named corruptions that cannot take images of ``channels`` channels
+    (``COLOUR_CHANNELS``: saturate needs RGB) are skipped with a reason when
+    ``corruptions`` is None and refused, before any work, when named.
+    """
+    skipped = {}
     if isinstance(corruptions, dict):
         items = list(corruptions.items())
     else:
@@ -228,6 +264,13 @@ def _corruption_fns(corruptions, value_range, preset):
                 ) from err
         items = []
         for c in list(module.CORRUPTIONS) if corruptions is None else corruptions:
+            allowed = module.COLOUR_CHANNELS.get(c, ()) if isinstance(c, str) else ()
+            if channels is not None and allowed and channels not in allowed:
+                why = f"needs {' or '.join(map(str, allowed))} channels; the images have {channels}"
+                if corruptions is not None:
+                    raise ValueError(f"Corruption {c!r} {why}. Received: corruptions={corruptions!r}")
+                skipped[c] = why
+                continue
             if isinstance(c, str):
                 fn = (lambda name: lambda im, s, sd: module.corrupt(
                     im, name, s, seed=sd, value_range=value_range, **preset))(c)
@@ -237,7 +280,7 @@ def _corruption_fns(corruptions, value_range, preset):
     for name, fn in items:
         if not callable(fn):
             raise ValueError(f"Each corruption must be a name or a callable. Received: {name}={fn!r}")
-    return dict(items)
+    return dict(items), skipped
 
 
 def corruption_table(model, x, y, corruptions=None, severities=(1, 2, 3, 4, 5), *, baseline=None, seed=0,
@@ -265,12 +308,16 @@ def corruption_table(model, x, y, corruptions=None, severities=(1, 2, 3, 4, 5), 
         from_logits, batch_size: As for :func:`noise_sweep`.
 
     Returns:
-        A :class:`CorruptionResult`.
+        A :class:`CorruptionResult`. With ``corruptions=None``, those that
+        need colour (saturate) are skipped on one-channel images, with the
+        reason in ``skipped``.
     """
     check_int("seed", seed, low=0)
     value_range = check_range("value_range", value_range, allow_none=False)
-    fns = _corruption_fns(corruptions, value_range, {} if preset is None else {"preset": preset})
     x = np.asarray(x, dtype="float32")
+    shape = x.shape if image_shape is None else (len(x),) + tuple(image_shape)
+    fns, skipped = _corruption_fns(corruptions, value_range, {} if preset is None else {"preset": preset},
+                                   shape[-1] if len(shape) == 4 else None)
     spec = _model.inspect_output(model, from_logits, probe=x[:2])
     y = _model.labels(y, spec)
     models = {"model": (model, spec)}
@@ -288,7 +335,7 @@ def corruption_table(model, x, y, corruptions=None, severities=(1, 2, 3, 4, 5), 
                 acc[k][c].append(_score(m, sp, corrupted, y, "accuracy", batch_size))
     clean = {k: _score(m, sp, x, y, "accuracy", batch_size) for k, (m, sp) in models.items()}
     return CorruptionResult(list(severities), acc["model"], clean["model"],
-                            acc.get("baseline"), clean.get("baseline"))
+                            acc.get("baseline"), clean.get("baseline"), skipped)
 
 
 def mce_from_metrics(metrics, baseline_metrics):
