@@ -192,3 +192,26 @@ def test_the_schema_refuses_what_the_validator_refuses(change):
         validate(raw)
     with pytest.raises(pydantic.ValidationError):
         typed(raw)
+
+
+def test_training_option_mistakes_in_three_places_are_all_reported():
+    raw = copy.deepcopy(BASE)
+    raw["data"]["task"] = "ranking"
+    raw["train"] = {"early_stopping": {"patience": 3}}
+    raw["arms"][1]["train"] = {"weight_decay": -1}
+    with pytest.raises(SpecError) as info:
+        validate(raw)
+    lines = list(info.value.errors)
+    assert [line.split(":")[0] for line in lines] == [
+        "data.task", "train.early_stopping", "arms[1].train.weight_decay"], lines
+    assert "Received: 'ranking'" in lines[0]
+    assert "early stopping on the test split chooses the epoch on the test data" in lines[1]
+
+
+def test_a_regression_task_defaults_its_metrics_and_keeps_them_when_written():
+    raw = copy.deepcopy(BASE)
+    raw["data"] = {"name": "sine"}
+    assert validate(raw).train["metrics"] == ["mae"]
+    raw["train"] = {"metrics": ["mse"]}
+    assert validate(raw).train["metrics"] == ["mse"]
+    assert validate(BASE).train["metrics"] == ["accuracy"]

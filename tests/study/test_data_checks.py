@@ -114,7 +114,7 @@ def test_a_continuous_csv_target_is_refused(tmp_path):
     _csv(tmp_path / "d.csv", [f"{i},{i},{v:.2f}" for i, v in enumerate(values)])
     message = _refused({"path": "d.csv"}, tmp_path,
                        r"labels look continuous \(\d+ distinct non-integer values, e\.g\. ")
-    assert "classification tasks; regression is not supported yet" in message
+    assert 'set the task to regression ([data] task = "regression")' in message
 
 
 def test_integer_valued_float_and_text_labels_stay_classes(tmp_path):

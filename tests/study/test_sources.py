@@ -366,3 +366,28 @@ def test_pretrained_mistakes_are_refused_before_training(arrays, saved):
     raw["data"] = {"arrays": arrays}
     with pytest.raises(SpecError, match=r"model.trainable: no layer named \['nope'\]"):
         Study(load_spec(raw, base_dir=folder)).check()
+
+
+def test_unnamed_builder_noise_does_not_depend_on_models_built_before():
+    import keras
+
+    from noisewise.study import datasets, models
+
+    def build(input_shape, num_classes):
+        inputs = keras.Input(shape=input_shape)
+        x = keras.layers.Dense(16, activation="relu")(inputs)  # automatic names
+        return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+
+    data = datasets.load_dataset({"name": "circles"})
+    noise = ({"type": "gaussian", "where": "pre_activation", "stddev": 0.5},)
+    x = data.x_train[:8]
+
+    def outputs():
+        net = models.build_model({"builder": build}, noise, data, seed=3, arm="a")
+        return [layer.name for layer in net.layers], keras.ops.convert_to_numpy(net(x, training=True))
+
+    names, first = outputs()
+    keras.layers.Dense(4)  # the process goes on naming layers
+    again_names, again = outputs()
+    assert names == again_names
+    np.testing.assert_array_equal(first, again)

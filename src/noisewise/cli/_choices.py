@@ -7,7 +7,7 @@ that they stay equal, so a new name there fails the tests until it is added here
 EXECUTORS = ("auto", "vmap", "fit")  # noisewise.study.Study.run(executor=...)
 RECORD_FORMATS = ("csv", "json")  # noisewise.study.exports.write_records
 EXPORT_FORMATS = ("tensorboard", "mlflow")  # noisewise.study.exports.FORMATS
-STUDY_DATASETS = ("circles", "moons", "digits", "breast_cancer")  # study.datasets.BUILTIN
+STUDY_DATASETS = ("circles", "moons", "digits", "breast_cancer", "sine")  # study.datasets.BUILTIN
 # noisewise.layers.NOISE_LAYERS
 NOISE_TYPES = ("gaussian", "multiplicative", "uniform", "salt_and_pepper", "poisson")
 ATTACKS = ("fgsm", "pgd")  # the attacks of a [robustness] config

@@ -29,9 +29,16 @@ User data:
   the tuple ``(x_train, y_train, x_test, y_test)``. The spec's folder is on
   ``sys.path`` while the module is imported.
 
-Labels are classes (regression is not supported yet): they are mapped to
+Labels are classes unless ``[data] task = "regression"``: they are mapped to
 ``0..k-1`` in sorted order; two classes make a binary task (one sigmoid
-output), more a multiclass task (softmax). Features become float32.
+output), more a multiclass task (softmax). Regression targets stay numbers
+(float32, one or several per row; ``num_classes`` is then the number of
+targets). Features become float32. The built-in ``"sine"`` is a regression
+task: Bishop's noisy sinusoid ``y = sin(2 pi x) + noise * N(0, 1)``, ``x ~
+U(0, 1)``; options ``n_train`` (30), ``n_test`` (500), ``noise`` (0.2),
+``random_state`` (0). A validation split (``[train] validation_split``) and
+standardisation (``[data] standardize = true``) are applied after loading,
+fitted on the training rows only (:mod:`~noisewise.study.splits`).
 
 Nothing is guessed, and every check runs when the data is loaded, before any
 training: empty or missing labels (an empty CSV cell, None or NaN) are refused
@@ -67,18 +74,31 @@ from pathlib import Path
 import numpy as np
 
 from noisewise._core.validation import check_int, check_number
+from noisewise.study import splits
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """Train and test arrays of one classification dataset.
+    """Train, test and (optionally) validation arrays of one dataset.
 
     Attributes:
         name: Where it came from (built-in name, file name or loader).
-        x_train, y_train, x_test, y_test: float32 features, int32 labels 0..k-1.
-        num_classes: k (2 for a binary task).
+        x_train, y_train, x_test, y_test: float32 features; labels int32
+            0..k-1 for classification, float32 targets ``(n,)`` or ``(n, k)``
+            for regression.
+        num_classes: k (2 for a binary task); for regression the number of
+            targets, i.e. the model's output units.
         notes: What loading changed, one sentence each (rows dropped under
-            ``nonfinite = "drop"``); empty when nothing was.
+            ``nonfinite = "drop"``, a validation split held out, features
+            standardised); empty when nothing was.
+        task: ``"classification"`` or ``"regression"``.
+        x_val, y_val: The validation split held out of the training rows
+            (``[train] validation_split``), or None: validation is then on the
+            test split.
+        classes: The original class labels, in the order of their codes 0..k-1
+            (empty for regression).
+        train_source, test_source: Streaming sources (``sources.Stream``)
+            when the data is not arrays, else None.
     """
 
     name: str
@@ -88,6 +108,18 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     notes: tuple = ()
+    task: str = "classification"
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
+    classes: tuple = ()
+    train_source: object | None = None
+    test_source: object | None = None
+
+    @property
+    def streaming(self):
+        """Whether the data comes from streaming sources (:mod:`~noisewise.study.sources`):
+        the arrays are then a peek of their first batches, for checks only."""
+        return self.train_source is not None
 
     @property
     def binary(self):
@@ -133,17 +165,23 @@ BUILTIN = {
               "split_seed": (0, _seed)},
     "digits": dict(_SPLIT),
     "breast_cancer": dict(_SPLIT),
+    "sine": {"n_train": (30, _count), "n_test": (500, _count), "noise": (0.2, _noise),
+             "random_state": (0, _seed)},
 }
+# The task of a built-in dataset is part of it; those not listed are classification.
+BUILTIN_TASKS = {"sine": "regression"}
+TASKS = ("classification", "regression")
 FILE_OPTIONS = {
     ".npz": {},
     ".csv": {"target": ("label", _text), "split_column": ("split", _text), **_SPLIT},
 }
 
 
-def _split(x, y, test_size, split_seed):
+def _split(x, y, test_size, split_seed, stratify=True):
     from sklearn.model_selection import train_test_split
 
-    return train_test_split(x, y, test_size=test_size, random_state=split_seed, stratify=y)
+    return train_test_split(x, y, test_size=test_size, random_state=split_seed,
+                            stratify=y if stratify else None)
 
 
 def _circles(n_samples, noise, random_state, n_train):
@@ -183,6 +221,21 @@ def _breast_cancer(test_size, split_seed):
     return (x_train - mean) / std, (x_test - mean) / std, y_train, y_test
 
 
+def _sine(n_train, n_test, noise, random_state):
+    """Bishop's curve-fitting problem: ``y = sin(2 pi x) + noise * N(0, 1)``, ``x ~ U(0, 1)``.
+
+    Training and test points are drawn alike (test targets noisy too), so the
+    best possible test mse is ``noise ** 2``.
+    """
+    rng = np.random.default_rng(random_state)
+
+    def draw(n):
+        x = rng.uniform(0.0, 1.0, size=(n, 1))
+        return x, np.sin(2 * np.pi * x[:, 0]) + noise * rng.standard_normal(n)
+
+    return (*draw(n_train), *draw(n_test))
+
+
 def _reorder(split):
     """train_test_split returns (x_tr, x_te, y_tr, y_te); we use (x_tr, y_tr, x_te, y_te)."""
     x_train, x_test, y_train, y_test = split
@@ -194,6 +247,7 @@ _BUILDERS = {
     "moons": lambda **kw: _reorder(_moons(**kw)),
     "digits": lambda **kw: _reorder(_digits(**kw)),
     "breast_cancer": lambda **kw: _reorder(_breast_cancer(**kw)),
+    "sine": _sine,
 }
 
 
@@ -301,19 +355,26 @@ def _csv_nonfinite(path, header, body, features, x, nonfinite, notes):
     raise ValueError(f"{path.name}: {count} ({', '.join(where)}{more}); {_DROP_HELP}")
 
 
-def _csv_labels(path, target, body, t):
-    """The label cells; empty, NaN and continuous labels are refused with their rows."""
+def _csv_labels(path, target, body, t, task="classification"):
+    """The label cells; empty, NaN and continuous labels are refused with their rows
+    (regression: the targets as numbers, text refused with its row)."""
     y = [cells[t] for _, cells in body]
     empty = [line for (line, _), v in zip(body, y) if not v.strip()]
     if empty:
         raise ValueError(f"{path.name}: {_plural(len(empty), 'empty label')} in column "
-                         f"{target!r} at {_rows(empty)}; every row needs its class")
+                         f"{target!r} at {_rows(empty)}; every row needs its "
+                         + ("target" if task == "regression" else "class"))
     numbers = []
-    for v in y:
+    for (line, _), v in zip(body, y):
         try:
             numbers.append(float(v))
         except ValueError:
+            if task == "regression":
+                raise ValueError(f"{path.name}: row {line}, column {target!r}: a regression "
+                                 f"target must be a number. Received: {v!r}") from None
             return np.array(y)  # text labels: classes, whatever they look like
+    if task == "regression":
+        return np.array(numbers)
     numbers = np.array(numbers)
     missing = [line for (line, _), v in zip(body, numbers) if not np.isfinite(v)]
     if missing:
@@ -323,7 +384,8 @@ def _csv_labels(path, target, body, t):
     return np.array(y)
 
 
-def _csv(path, target, split_column, test_size, split_seed, nonfinite="refuse", notes=None):
+def _csv(path, target, split_column, test_size, split_seed, nonfinite="refuse", notes=None,
+         task="classification"):
     records = _read_csv(path)
     if len(records) < 2:
         raise ValueError(f"{path.name} needs a header row and at least one data row")
@@ -350,9 +412,9 @@ def _csv(path, target, split_column, test_size, split_seed, nonfinite="refuse", 
     if not body:
         raise ValueError(f"{path.name}: no row is left once the rows with missing or "
                          "non-finite features are dropped")
-    y = _csv_labels(path, target, body, t)
-    if s is None:
-        return _reorder(_split(x, y, test_size, split_seed))
+    y = _csv_labels(path, target, body, t, task)
+    if s is None:  # stratified for classes; a regression target has none
+        return _reorder(_split(x, y, test_size, split_seed, stratify=task != "regression"))
     split = np.array([cells[s].strip().lower() for _, cells in body])
     bad = sorted(set(split) - {"train", "test"})
     if bad:
@@ -394,7 +456,10 @@ def _import(module_name, base_dir):
 
 
 def resolve_callable(ref, base_dir=None, what="loader"):
-    """Import ``"package.module:function"``; ``base_dir`` is on sys.path meanwhile."""
+    """Import ``"package.module:function"``; ``base_dir`` is on sys.path meanwhile.
+    A callable (from a dict spec) is returned as it is."""
+    if callable(ref) and not isinstance(ref, str):
+        return ref
     module_name, _, attr = ref.partition(":")
     module = _import(module_name, base_dir)
     target = module
@@ -409,6 +474,7 @@ def resolve_callable(ref, base_dir=None, what="loader"):
 
 def _loader(ref, base_dir, options):
     out = resolve_callable(ref, base_dir)(**options)
+    ref = _callable_name(ref)
     if isinstance(out, dict):
         try:
             return out["x_train"], out["y_train"], out["x_test"], out["y_test"]
@@ -422,16 +488,49 @@ def _loader(ref, base_dir, options):
     )
 
 
+_CONTINUOUS_HELP = 'set the task to regression ([data] task = "regression")'
+# Numeric labels with more distinct values than this, most of them seen once,
+# are a measured quantity, not classes: a class seen once cannot be both
+# trained and tested (a stratified split fails on it deep inside scikit-learn).
+_MANY_CLASSES = 20
+
+
 def _check_discrete(where, values):
-    """Refuse float labels with non-integer values: a regression target is no class."""
+    """Refuse numeric labels that look like a regression target: float labels
+    with non-integer values, or integer values that are mostly unique."""
     fractional = np.unique(values[values != np.round(values)])
     if len(fractional):
         examples = ", ".join(f"{v:g}" for v in fractional[:2])
         raise ValueError(
             f"{where}: labels look continuous ({len(fractional)} distinct non-integer values, "
-            f"e.g. {examples}): noisewise studies are classification tasks; regression is "
-            "not supported yet"
+            f"e.g. {examples}): {_CONTINUOUS_HELP}"
         )
+    distinct, counts = np.unique(values, return_counts=True)
+    once = int((counts == 1).sum())
+    if len(distinct) > _MANY_CLASSES and once > len(distinct) / 2:
+        raise ValueError(
+            f"{where}: labels look continuous ({len(distinct)} distinct numbers in "
+            f"{len(values)} rows, {once} of them seen once): {_CONTINUOUS_HELP}; "
+            "if they are classes, give them as text"
+        )
+
+
+def _targets(name, key, y):
+    """Regression targets of one split: finite numbers, float32, ``(n,)`` or ``(n, k)``."""
+    try:
+        y = np.asarray(y.tolist() if y.dtype.kind == "O" else y, dtype="float64")
+    except (ValueError, TypeError):
+        raise ValueError(f"{name}: {key}: regression targets must be numbers. "
+                         f"Received dtype: {y.dtype}") from None
+    bad = np.flatnonzero(~np.isfinite(y).reshape(len(y), -1).all(axis=1)).tolist()
+    if bad:
+        raise ValueError(f"{name}: {key}: {_plural(len(bad), 'missing or non-finite target')} "
+                         f"(nan or inf) at {_rows(bad)} (counting from 0)")
+    with np.errstate(over="ignore"):
+        y32 = y.astype("float32")
+    if not np.isfinite(y32).all():
+        raise ValueError(f"{name}: {key}: targets beyond float32's range")
+    return y32
 
 
 def _is_missing(v):
@@ -446,8 +545,11 @@ def _kind(v):
     return "number" if isinstance(v, (int, float, np.number)) else type(v).__name__
 
 
-def _labels(name, key, y):
-    """Class labels of one split, checked: none missing, none continuous, one kind."""
+def _labels(name, key, y, task="classification"):
+    """Class labels of one split, checked: none missing, none continuous, one kind
+    (regression: finite float32 targets)."""
+    if task == "regression":
+        return _targets(name, key, y)
     if y.dtype.kind == "O":  # a loader's lists: None, NaN and "" are missing labels
         missing = [i for i, v in enumerate(y.tolist()) if _is_missing(v)]
         if missing:
@@ -516,8 +618,11 @@ def _features(name, key, x, nonfinite, notes):
                      f"({', '.join(where)}{more}); {_DROP_HELP}")
 
 
-def _finish(name, arrays, nonfinite="refuse", notes=()):
+def _finish(name, arrays, nonfinite="refuse", notes=(), task="classification"):
+    """The checked :class:`Dataset` of four arrays: labels mapped to class codes
+    (classification) or float32 targets (regression), features float32."""
     notes = list(notes)
+    regression = task == "regression"
     # Lists as objects: np.asarray would turn [0, "a"] into the strings "0" and "a".
     x_train, y_train, x_test, y_test = (
         np.asarray(a, dtype=object) if isinstance(a, (list, tuple)) else np.asarray(a)
@@ -526,12 +631,14 @@ def _finish(name, arrays, nonfinite="refuse", notes=()):
     for label, y, x in (("train", y_train, x_train), ("test", y_test, x_test)):
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
-        if y.ndim != 1 or x.ndim == 0 or len(y) != len(x) or len(x) == 0:
+        if (y.ndim not in ((1, 2) if regression else (1,)) or x.ndim == 0 or len(y) != len(x)
+                or len(x) == 0):
+            what = "targets (shape (n,) or (n, k))" if regression else "label (class ids)"
             raise ValueError(
-                f"{name}: y_{label} must be one label per row of x_{label} (class ids). "
+                f"{name}: y_{label} must be one {what} per row of x_{label}. "
                 f"Received: x_{label}.shape={x.shape}, y_{label}.shape={y.shape}"
             )
-        y = _labels(name, f"y_{label}", y)
+        y = _labels(name, f"y_{label}", y, task)
         x, kept = _features(name, f"x_{label}", x, nonfinite, notes)
         y = y if kept is None else y[kept]
         if len(x) == 0:
@@ -543,6 +650,12 @@ def _finish(name, arrays, nonfinite="refuse", notes=()):
             f"{name}: x_train and x_test must have the same feature shape. "
             f"Received: {x_train.shape[1:]} and {x_test.shape[1:]}"
         )
+    if regression:
+        if y_train.shape[1:] != y_test.shape[1:]:
+            raise ValueError(f"{name}: y_train and y_test must have the same number of targets. "
+                             f"Received shapes: {y_train.shape} and {y_test.shape}")
+        return Dataset(name, x_train, y_train, x_test, y_test,
+                       1 if y_train.ndim == 1 else y_train.shape[1], tuple(notes), task=task)
     if (y_train.dtype.kind in "US") != (y_test.dtype.kind in "US"):
         raise ValueError(f"{name}: y_train and y_test must both hold numbers or both text. "
                          f"Received dtypes: {y_train.dtype} and {y_test.dtype}")
@@ -551,7 +664,7 @@ def _finish(name, arrays, nonfinite="refuse", notes=()):
         raise ValueError(f"{name}: labels need at least 2 classes. Received: {classes.tolist()}")
     codes = codes.astype("int32").reshape(-1)
     return Dataset(name, x_train, codes[: len(y_train)], x_test, codes[len(y_train):],
-                   len(classes), tuple(notes))
+                   len(classes), tuple(notes), classes=tuple(classes.tolist()))
 
 
 _CACHE = {}
@@ -566,30 +679,47 @@ def _data_file(base, relative):
     return path
 
 
-def load_dataset(data, base_dir=None):
+def load_dataset(data, base_dir=None, *, validation_split=None):
     """Load the dataset described by a validated ``[data]`` table.
 
     Args:
         data: The ``[data]`` table (``name``, ``path`` or ``loader``, plus options;
             ``nonfinite = "drop"`` drops the rows of user data with non-finite
-            features instead of refusing them).
+            features instead of refusing them; ``task = "regression"`` keeps
+            the labels as float targets; ``standardize = true`` rescales the
+            features, see :mod:`~noisewise.study.splits`).
         base_dir: Folder that relative paths and loader modules are resolved
             against (the spec's folder); default the current directory.
+        validation_split: ``[train] validation_split``: the fraction of the
+            training rows held out for validation (None: validate on the test
+            split), drawn from the data's ``split_seed`` (0 when it has none).
 
     Returns:
-        A :class:`Dataset`. Built-in datasets are cached per process.
+        A :class:`Dataset`. Built-in datasets are cached per process (before
+        the split and standardisation, which are cheap).
 
     Raises:
         ValueError: The data cannot be used as it is (the message says where).
     """
     data = dict(data)
+    task = data.pop("task", BUILTIN_TASKS.get(data.get("name"), "classification"))
+    standardize = data.pop("standardize", False)
+    seed = data.get("split_seed", 0)
+    dataset = _load(data, base_dir, task)
+    return splits.prepare(dataset, validation_split, standardize, seed)
+
+
+def _load(data, base_dir, task):
+    """The :class:`Dataset` of a ``[data]`` table without ``task`` and ``standardize``."""
+    if "arrays" in data or "x" in data:  # Python objects: nothing to cache or read
+        return _python_arrays(data, task)
     key = json.dumps(data, sort_keys=True, default=str)
     if "name" in data:
         if key not in _CACHE:
             name = data.pop("name")
             options = {k: v for k, (v, _) in BUILTIN[name].items()}
             options.update(data)
-            _CACHE[key] = _finish(name, _BUILDERS[name](**options))
+            _CACHE[key] = _finish(name, _BUILDERS[name](**options), task=task)
         return _CACHE[key]
     base = Path(base_dir or os.getcwd())
     nonfinite = data.pop("nonfinite", "refuse")
@@ -601,19 +731,53 @@ def load_dataset(data, base_dir=None):
         if path.suffix.lower() == ".npz":
             arrays = _npz(path)
         else:
-            arrays = _csv(path, nonfinite=nonfinite, notes=notes, **options)
-        return _finish(path.name, arrays, nonfinite, notes)
+            arrays = _csv(path, nonfinite=nonfinite, notes=notes, task=task, **options)
+        return _finish(path.name, arrays, nonfinite, notes, task=task)
     ref = data.pop("loader")
-    return _finish(ref, _loader(ref, base, data), nonfinite)
+    return _finish(_callable_name(ref), _loader(ref, base, data), nonfinite, task=task)
+
+
+def _callable_name(ref):
+    return ref if isinstance(ref, str) else getattr(ref, "__qualname__", type(ref).__name__)
+
+
+def _python_arrays(data, task):
+    """The dataset of ``[data] arrays = (x_train, y_train, x_test, y_test)`` (or that
+    dict), or of ``x`` and ``y`` split by ``test_size`` and ``split_seed`` as a CSV is."""
+    nonfinite = data.pop("nonfinite", "refuse")
+    if "arrays" in data:
+        arrays = data["arrays"]
+        arrays = [arrays[k] for k in _KEYS] if isinstance(arrays, dict) else arrays
+        return _finish("arrays", arrays, nonfinite, task=task)
+    x, y = (np.asarray(a, dtype=object) if isinstance(a, (list, tuple)) else np.asarray(a)
+            for a in (data["x"], data["y"]))
+    y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 and task != "regression" else y
+    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
+        raise ValueError(f"arrays: y must have one label per row of x. Received: "
+                         f"x.shape={x.shape}, y.shape={y.shape}")
+    _labels("arrays", "y", y, task)  # before the split: a continuous label is no stratum
+    split = _split(x, y, data["test_size"], data["split_seed"], stratify=task != "regression")
+    return _finish("arrays", _reorder(split), nonfinite, task=task)
 
 
 def fingerprint(dataset):
     """sha256 of a dataset's four arrays (dtype, shape and bytes) and its class count.
 
     Two loads of the same data give the same fingerprint; any changed value,
-    row or label changes it.
+    row or label changes it. Streaming sources are not read whole: their
+    fingerprint is the data's ``id``, the sources' kinds and batches per
+    epoch, and the dtypes and per-row shapes of their batches.
     """
     h = hashlib.sha256()
+    if dataset.streaming:
+        h.update(f"stream:{dataset.name};".encode())
+        for key, source in (("train", dataset.train_source), ("test", dataset.test_source)):
+            h.update(f"{key}:{source.kind}:{source.steps}:{source.continuous};".encode())
+        for key in _KEYS:
+            a = getattr(dataset, key)
+            h.update(f"{key}:{a.dtype.str}:{a.shape[1:]};".encode())
+        h.update(f"num_classes:{dataset.num_classes}".encode())
+        return h.hexdigest()
     for key in _KEYS:
         a = np.ascontiguousarray(getattr(dataset, key))
         h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
@@ -623,19 +787,41 @@ def fingerprint(dataset):
 
 
 def code_fingerprint(data, model, base_dir=None):
-    """sha256 of the source files of the user's loader and builder modules, or None.
+    """sha256 of the user's code: loader and builder modules, and a pretrained model file.
 
-    The whole module file is hashed (a helper beside the function matters as
-    much as the function); None when both data and model are built-in.
+    ``data`` and ``model`` are the *normalised* tables. The whole module file of
+    a ``'module:function'`` reference is hashed (a helper beside the function
+    matters as much as the function); a callable's description already holds
+    the hash of its source (see :mod:`~noisewise.study.sources`); a ``.keras``
+    file (``[model] path``) is hashed whole. None when data and model are built-in.
     """
     refs = [(what, table[what]) for what, table in (("loader", data), ("builder", model))
             if isinstance(table, dict) and what in table]
-    if not refs:
+    pretrained = model.get("path") if isinstance(model, dict) else None
+    if not refs and pretrained is None:
         return None
     h = hashlib.sha256()
+    if pretrained is not None:
+        h.update(f"path={pretrained}\n".encode())
+        h.update(_file_digest(Path(base_dir or os.getcwd()) / pretrained).encode())
     for what, ref in refs:
+        if ref.startswith("<callable "):
+            h.update(f"{what}={ref}\n".encode())
+            continue
         module = _import(ref.partition(":")[0], base_dir)
         source = getattr(module, "__file__", None)
         h.update(f"{what}={ref}\n".encode())
         h.update(Path(source).read_bytes() if source else b"(no source file)")
+    return h.hexdigest()
+
+
+def _file_digest(path):
+    """sha256 of a file's bytes, read in blocks (a saved model may be large)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(2**20), b""):
+                h.update(block)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the model file ({e.strerror or e})") from None
     return h.hexdigest()

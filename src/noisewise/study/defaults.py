@@ -14,20 +14,27 @@ DEFAULT_STORE = "noisewise.db"
 
 
 def default_metric(spec: Mapping[str, Any]) -> str:
-    """The metric tables and reports show by default: ``val_<first train metric>``.
+    """The metric tables and reports show by default: ``val_<first train metric>``,
+    or ``test_<first train metric>`` when a validation split is held out (the
+    ``val_*`` curves then select models; the test split gives the figures).
 
     Args:
         spec: A normalised study spec dict (as stored): ``spec["train"]["metrics"]``
-            is read; without metrics the default is ``val_loss``.
+            and ``spec["train"]["validation_split"]`` are read; without metrics
+            the default is ``val_loss`` (``test_loss``).
 
     Example:
         >>> default_metric({"train": {"metrics": ["accuracy"]}})
         'val_accuracy'
+        >>> default_metric({"train": {"metrics": ["mse"], "validation_split": 0.2}})
+        'test_mse'
         >>> default_metric({"train": {}})
         'val_loss'
     """
-    metrics = (spec.get("train") or {}).get("metrics") or []
-    return f"val_{metrics[0]}" if metrics else "val_loss"
+    train = spec.get("train") or {}
+    metrics = train.get("metrics") or []
+    prefix = "test" if train.get("validation_split") else "val"
+    return f"{prefix}_{metrics[0]}" if metrics else f"{prefix}_loss"
 
 
 def latest_study(store: Any) -> str | None:

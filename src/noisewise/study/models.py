@@ -42,6 +42,17 @@ in every arm of a replica; noise is then added with :func:`noisewise.inject`
 (layer types) or by wrapping its Dense/Conv layers (weight noise), both keeping
 the clean model's weights.
 
+A saved model (``[model] path = "model.keras"``, relative to the spec's
+folder) is loaded with ``keras.saving.load_model(compile=False)``. ``weights =
+"keep"`` (default) starts every run from the file's weights, but for the layers
+named in ``reinit`` (a new head, say), which are initialised anew, like
+``weights = "reinit"`` does for every layer, by ``keras.models.clone_model``
+after ``keras.utils.set_random_seed(replica_seed)`` (so replica ``i`` starts
+alike in every arm). ``trainable = "all"`` (default) or a list of layer names:
+the others are frozen (``layer.trainable = False``). The arm's noise is then
+inserted with :func:`noisewise.inject` as for a builder's model. The file's
+bytes are part of the study's code fingerprint.
+
 Example:
     >>> from noisewise.study.datasets import load_dataset
     >>> from noisewise.study.models import build_model
@@ -51,6 +62,9 @@ Example:
     >>> [layer.__class__.__name__ for layer in model.layers[1:]]
     ['Dense', 'GaussianNoise', 'Activation', 'Dense']
 """
+
+import os
+from pathlib import Path
 
 import keras
 
@@ -164,8 +178,13 @@ class _Builder:
         x = keras.layers.Activation(activation, name=f"{tag}_activation")(x)
         return self.place("post_activation", x, tag)
 
-    def head(self, x, num_classes):
-        units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+    def head(self, x, num_classes, task="classification"):
+        """One sigmoid unit (binary), k softmax units, or for regression one
+        linear unit per target (``num_classes`` is then the number of targets)."""
+        if task == "regression":
+            units, activation = num_classes, None
+        else:
+            units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
         return self.weight_layer(keras.layers.Dense, units, activation=activation,
                                  name="output")(x)
 
@@ -195,20 +214,36 @@ def _cnn(b, x, filters, kernel_size, pool, hidden, activation):
 
 
 def _user_model(model, noise, data, seed, arm, base_dir):
-    from noisewise.injection import inject
-    from noisewise.study.datasets import resolve_callable
+    from noisewise.study.datasets import resolve_callable  # datasets imports nothing of ours
 
     options = {k: v for k, v in model.items() if k != "builder"}
     build = resolve_callable(model["builder"], base_dir, what="builder")
     keras_compat.set_random_seed(seed)
     net = build(input_shape=data.input_shape, num_classes=data.num_classes, **options)
     if not isinstance(net, keras.Model):
-        raise ValueError(f"builder {model['builder']!r} must return a keras.Model. "
+        name = model["builder"] if isinstance(model["builder"], str) else getattr(
+            model["builder"], "__qualname__", repr(model["builder"]))
+        raise ValueError(f"builder {name!r} must return a keras.Model. "
                          f"Received: {type(net).__name__}")
+    return _with_noise(net, noise, data, seed, arm)
+
+
+def _with_noise(net, noise, data, seed, arm):
+    """A user's or a saved model with the arm's noise and augmentation, weights kept.
+
+    A noise entry whose placement matches no layer of the model is refused: the
+    arm would silently train the clean model.
+    """
+    from noisewise.injection import inject, injection_points
+
     for i, entry in enumerate(noise):
         if entry["type"] == "weight":
             net = _wrap_weights(net, entry, noise_seed(seed, arm, i))
-        elif entry["type"] not in ("gradient", "augment"):
+        elif entry["type"] not in ("gradient", "augment", "adversarial"):
+            if not injection_points(net, entry["where"]):
+                raise ValueError(f"noise[{i}] ({entry['type']}, where={entry['where']!r}) "
+                                 f"matches no layer of model {net.name!r}: the arm would "
+                                 "train without it")
             template = noise_layer(entry, seed=noise_seed(seed, arm, i))
             net = inject(net, where=entry["where"], noise=template)
     augment = augmentation(noise, data, seed, arm)
@@ -216,6 +251,40 @@ def _user_model(model, noise, data, seed, arm, base_dir):
         inputs = keras.Input(shape=data.input_shape, name="x")
         net = keras.Model(inputs, net(augment(inputs)), name=net.name)
     return net
+
+
+def _pretrained(model, noise, data, seed, arm, base_dir):
+    """The saved model of ``[model] path``: weights kept or re-initialised, layers frozen."""
+    path = Path(base_dir or os.getcwd()) / model["path"]
+    if not path.is_file():
+        raise ValueError(f"model.path: no such .keras file: {model['path']!r} (looked in "
+                         f"{path.parent.resolve()})")
+    keras_compat.set_random_seed(seed)  # re-initialised weights: drawn from the replica seed
+    net = keras.saving.load_model(path, compile=False)
+    if not isinstance(net, keras.Model):
+        raise ValueError(f"model.path: {model['path']!r} holds a {type(net).__name__}, "
+                         "not a keras.Model")
+    expected, rows = tuple(net.input_shape[1:]), data.input_shape
+    if len(expected) != len(rows) or any(e not in (None, r) for e, r in zip(expected, rows)):
+        raise ValueError(f"model.path: {model['path']!r} takes inputs of shape {expected}, "
+                         f"and the data's rows have shape {rows}")
+    names = [layer.name for layer in net.layers]
+    for key in ("reinit", "trainable"):
+        missing = [n for n in model[key] if n not in names] if model[key] != "all" else []
+        if missing:
+            raise ValueError(f"model.{key}: no layer named {missing} in {model['path']!r}. "
+                             f"Layers: {names}")
+    if model["weights"] == "reinit" or model["reinit"]:
+        fresh = keras.models.clone_model(net)  # new weights from the layers' initialisers
+        if model["weights"] == "keep":
+            for old, new in zip(net.layers, fresh.layers):
+                if old.name not in model["reinit"]:
+                    new.set_weights(old.get_weights())
+        net = fresh
+    if model["trainable"] != "all":
+        for layer in net.layers:
+            layer.trainable = layer.name in model["trainable"]
+    return _with_noise(net, noise, data, seed, arm)
 
 
 def augmentation(noise, data, seed, arm):
@@ -267,14 +336,20 @@ def build_model(model, noise, data, seed, arm, base_dir=None):
         data: The run's :class:`~noisewise.study.datasets.Dataset`.
         seed: The replica seed (shared by every arm of the replica).
         arm: The arm name (seeds the noise layers).
-        base_dir: Folder a user builder module is imported from.
+        base_dir: Folder a user builder module is imported from, and that a
+            ``.keras`` path is relative to.
 
     Returns:
         A ``keras.Model`` with 1 sigmoid output (binary) or ``num_classes``
-        softmax outputs (built-in models).
+        softmax outputs (built-in models); for a regression task, one linear
+        output per target.
     """
-    if "builder" in model:
-        return _adversarial(_user_model(model, noise, data, seed, arm, base_dir), noise, seed, arm)
+    if "builder" in model or "path" in model:
+        # Automatic layer names (and the noise seeds inject derives from them)
+        # must not depend on how many models this process built before.
+        with keras_compat.fresh_layer_names():
+            build = _user_model if "builder" in model else _pretrained
+            return _adversarial(build(model, noise, data, seed, arm, base_dir), noise, seed, arm)
     options = {k: default for k, (default, _) in BUILTIN[model["name"]].items()}
     options.update((k, v) for k, v in model.items() if k != "name")
     b = _Builder(tuple(noise), seed, arm)
@@ -283,7 +358,8 @@ def build_model(model, noise, data, seed, arm, base_dir=None):
     x = b.place("input", inputs if augment is None else augment(inputs), "x")
     body = _mlp if model["name"] == "mlp" else _cnn
     x = body(b, x, **options)
-    net = keras.Model(inputs, b.head(x, data.num_classes), name=f"{model['name']}")
+    head = b.head(x, data.num_classes, getattr(data, "task", "classification"))
+    net = keras.Model(inputs, head, name=f"{model['name']}")
     return _adversarial(net, noise, seed, arm)
 
 

@@ -3,7 +3,10 @@
 Runs go replica by replica (replica 0 of every arm, then replica 1, ...), so a
 study stopped early still holds complete pairs for the comparisons. Each
 finished run is written to the store before the next starts; rerunning the
-same spec against the same store resumes where it stopped.
+same spec against the same store resumes where it stopped, and a spec grown
+under the same study name (more seeds, arms added, removed or reordered)
+reuses every stored run whose identity it still asks for and trains only the
+others (:meth:`~noisewise.study.store.Store.open_study`).
 
 Before the store is opened and before any training, the dataset is loaded and
 every arm's model is built once (and thrown away), so a builder or data
@@ -35,12 +38,13 @@ import sys
 import time
 
 from noisewise.random import replica_seed
-from noisewise.study import budget, datasets
+from noisewise.study import budget, datasets, sources
 from noisewise.study.config import SpecError, StudySpec, load_spec
 from noisewise.study.datasets import load_dataset
 from noisewise.study.defaults import DEFAULT_STORE
 from noisewise.study.execute import (DEFAULT_CHUNK, Executor, FitExecutor, RunHooks, RunPlan,
                                      VmapExecutor, make_optimizer, unsupported_reason)
+from noisewise.study.execute.prepare import preflight, train_of
 from noisewise.study.models import build_model
 from noisewise.study.store import Store
 
@@ -54,17 +58,25 @@ _FIT = FitExecutor()
 class StudyRun:
     """What :meth:`Study.run` did. Results themselves are read from the store.
 
+    The tables (:meth:`summary`, :meth:`comparisons`, :meth:`to_pandas`, and
+    the table a notebook shows) are those of
+    :class:`~noisewise.study.results.StudyResults`, read from the store.
+
     Attributes:
         name: Study name.
         store: Path of the store file.
         study_id: The study's id in the store.
         total: Runs the spec asks for (arms x seeds).
-        skipped: Runs already in the store (resumed).
-        ran: Runs trained now.
+        skipped: Runs already in the store with the identity the spec asks for
+            (resumed, or reused by a grown study); also ``reused``.
+        ran: Runs trained now; also ``trained``.
         failed: Runs trained now that failed (stored as failed, retried next time).
         wall_s: Seconds spent.
         diverged: Runs trained now whose loss or metrics became non-finite
             (stored as diverged, left out of the statistics, not retried).
+        kept: Stored runs of the study that its current spec does not ask for
+            (arms removed or changed, replicas beyond fewer seeds): kept in
+            the store, out of its statistics.
     """
 
     name: str
@@ -76,11 +88,36 @@ class StudyRun:
     failed: int
     wall_s: float
     diverged: int = 0
+    kept: int = 0
+
+    reused = property(lambda self: self.skipped)
+    trained = property(lambda self: self.ran)
 
     def runs(self, status="done"):
         """The study's runs, read back from the store."""
-        with Store(self.store) as store:
+        with Store(self.store, readonly=True) as store:
             return store.runs(self.study_id, status=status)
+
+    def results(self, metric=None):
+        """The study's :class:`~noisewise.study.results.StudyResults`, read from the store."""
+        from noisewise.study.results import load  # pandas-free, but only when asked
+
+        return load(self.store, self.study_id, metric=metric)
+
+    def summary(self, metric=None):
+        """Per-arm summary records (see :meth:`StudyResults.summary`)."""
+        return self.results(metric).summary()
+
+    def comparisons(self, metric=None):
+        """Paired comparisons with the reference, as records."""
+        return self.results(metric).comparisons()
+
+    def to_pandas(self, what="summary", metric=None):
+        """A :class:`pandas.DataFrame` of ``what`` ("summary", "comparisons" or "runs")."""
+        return self.results(metric).to_pandas(what)
+
+    def _repr_html_(self):
+        return self.results()._repr_html_()
 
 
 def resolve_store(spec, store=None):
@@ -173,13 +210,26 @@ class Study:
 
     Args:
         spec: A :class:`~noisewise.study.config.StudySpec`, a TOML path or a dict
-            (see :func:`~noisewise.study.config.load_spec`).
+            (see :func:`~noisewise.study.config.load_spec`); a dict may hold
+            Python objects: arrays, datasets, callables (see
+            :mod:`~noisewise.study.sources`).
+        data: Optional ``[data]`` table replacing the spec's, or the short form
+            ``(x_train, y_train, x_test, y_test)``.
+        model: Optional ``[model]`` table replacing the spec's, or a builder
+            callable, or the path of a ``.keras`` file.
 
-    Example: see the module docstring.
+    Example: see the module docstring; from a notebook::
+
+        study = Study({"study": {"name": "mine", "seeds": 5},
+                       "arms": [{"name": "baseline"}]},
+                      data=(x_train, y_train, x_test, y_test), model=build)
     """
 
-    def __init__(self, spec):
-        self.spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
+    def __init__(self, spec, *, data=None, model=None):
+        if isinstance(spec, StudySpec) and data is None and model is None:
+            self.spec = spec
+        else:
+            self.spec = load_spec(spec, data=data, model=model)
         self._data = None
 
     @property
@@ -187,7 +237,11 @@ class Study:
         """The dataset, loaded once (errors are reported as spec errors of ``data``)."""
         if self._data is None:
             try:
-                self._data = load_dataset(self.spec.data, self.spec.base_dir)
+                if sources.is_streaming(self.spec.data):
+                    self._data = sources.load_streams(self.spec.data, replica_seed(self.spec.seed, 0))
+                else:
+                    self._data = load_dataset(self.spec.data, self.spec.base_dir,
+                                              validation_split=self.spec.train.get("validation_split"))
             except Exception as e:  # noqa: BLE001 -- user loaders raise anything
                 detail = str(e) if isinstance(e, (OSError, ValueError)) else \
                     f"{type(e).__name__}: {e}"
@@ -196,9 +250,12 @@ class Study:
 
     def fingerprint(self):
         """``{"data": sha256 of the arrays, "code": sha256 of the user's loader and
-        builder modules}`` (``code`` only when there is user code)."""
+        builder code and model file}`` (``code`` only when there is user code; see
+        :func:`~noisewise.study.datasets.fingerprint` for streaming sources)."""
         out = {"data": datasets.fingerprint(self.data)}
-        code = datasets.code_fingerprint(self.spec.data, self.spec.model, self.spec.base_dir)
+        normalised = self.spec.to_dict()
+        code = datasets.code_fingerprint(normalised["data"], normalised["model"],
+                                         self.spec.base_dir)
         if code is not None:
             out["code"] = code
         return out
@@ -215,21 +272,33 @@ class Study:
         ]
 
     def check(self):
-        """Build every arm's model once (replica 0) so problems surface before training.
+        """Build every arm's model once (replica 0) so problems surface before training,
+        and check its output against the task (units, logits or probabilities: see
+        :func:`~noisewise.study.execute.prepare.preflight`).
 
         Returns:
             The largest number of parameters of an arm's model.
         """
         s, data = self.spec, self.data
         params = 0
-        for arm in s.arms:
+        for plan in self.plans(replicas=1):
+            arm = plan.arm
             try:
-                model = build_model(s.model, arm.noise, data, replica_seed(s.seed, 0), arm.name,
+                model = build_model(s.model, arm.noise, data, plan.seed, arm.name,
                                     base_dir=s.base_dir)
-                make_optimizer(s.train, arm.noise, 0, arm.name)
             except Exception as e:  # noqa: BLE001 -- user builders raise anything
                 raise SpecError(f"model: cannot build it for arm {arm.name!r}: "
                                 f"{type(e).__name__}: {e}") from e
+            try:
+                make_optimizer(train_of(plan), arm.noise, 0, arm.name)
+            except Exception as e:  # noqa: BLE001 -- Keras' own checks of the values
+                raise SpecError(f"train: cannot build the optimizer for arm {arm.name!r}: "
+                                f"{type(e).__name__}: {e}") from e
+            try:  # the output against the task: never train wrong silently
+                preflight(plan, model)
+            except ValueError as e:
+                text = str(e) if str(e).startswith("train.") else f"model: arm {arm.name!r}: {e}"
+                raise SpecError(text) from e
             # Not count_params(): a wrapper such as the adversarial model is
             # not built until it trains, but its variables already exist.
             params = max(params, sum(math.prod(v.shape) for v in model.weights))
@@ -259,8 +328,12 @@ class Study:
         Args:
             store: A :class:`~noisewise.study.store.Store` or a path; default
                 ``study.store`` (relative to the spec file) or ``./noisewise.db``.
-            new: Start a new study if the stored one has a different spec (the
-                old one is kept under another name; see ``Store.open_study``).
+            new: Start a new study even if one of this name is stored (the old
+                one is kept under another name). Without it a stored study
+                grows into this spec when only its arms, seeds or reference
+                changed, reusing every stored run the spec still asks for; a
+                change of its data, model, training or study seed is refused
+                (see ``Store.open_study``).
             quiet: No progress bars.
             executor: ``"auto"`` (the vectorised JAX executor when it can run
                 every run, else one ``fit`` per run, saying why in one line),
@@ -295,7 +368,10 @@ class Study:
         db = Store(target) if owned else target
         try:
             study_id = db.open_study(self.spec, new=new, fingerprint=fingerprint)
+            # A grown study reuses every stored run whose identity the spec still
+            # asks for (the store matches identities): only the others train.
             todo = self.plans(skip=db.done_keys(study_id))
+            kept = db.kept_count(study_id)
             total = len(self.spec.arms) * self.spec.seeds
             ran = failed = diverged = 0
             with _Progress(len(todo), self.spec.train["epochs"], quiet) as progress:
@@ -307,7 +383,7 @@ class Study:
                     progress.end_run(result)
             return StudyRun(self.spec.name, str(db.path), study_id, total,
                             total - len(todo), ran, failed, time.perf_counter() - t0,
-                            diverged=diverged)
+                            diverged=diverged, kept=kept)
         finally:
             if owned:
                 db.close()

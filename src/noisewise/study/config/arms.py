@@ -17,7 +17,7 @@ from noisewise.study.config.errors import (
     table,
     unknown,
 )
-from noisewise.study.config.sections import MAX_ARMS, MAX_GRID_NAME, MAX_NAME
+from noisewise.study.config.sections import MAX_ARMS, MAX_GRID_NAME, MAX_NAME, check_arm_train
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -33,6 +33,9 @@ class Arm:
         params: ``{grid key path: value}`` of this grid point (empty otherwise).
         position: Index in the expanded arm list.
         augment: Tuple of the arm's augmentation transforms (empty if none).
+        train: The arm's ``[train]`` overrides (``arms[i].train``: keys of
+            :data:`~noisewise.study.config.sections.ARM_TRAIN_KEYS`), empty if
+            none; executors train the arm with ``{**spec.train, **arm.train}``.
     """
 
     name: str
@@ -41,6 +44,7 @@ class Arm:
     params: dict = dataclasses.field(default_factory=dict)
     position: int = 0
     augment: tuple = ()
+    train: dict = dataclasses.field(default_factory=dict)
 
 
 def _plain_numbers(entry):
@@ -165,7 +169,7 @@ def expand_arm(arm, path, position):
         named(f"{path}.name", name, MAX_NAME)  # first: an escape sequence holds a bracket
     if not isinstance(name, str) or not name or any(c in name for c in "[]"):
         fail(f"{path}.name", f"must be a non-empty string without brackets. Received: {name!r}")
-    unknown(arm, ["name", "noise", "grid", "augment", "augment_value_range"], path)
+    unknown(arm, ["name", "noise", "grid", "augment", "augment_value_range", "train"], path)
     noise = arm.get("noise", [])
     if not isinstance(noise, list):
         fail(f"{path}.noise", f"must be a list of noise tables. Received: {noise!r}")
@@ -174,14 +178,18 @@ def expand_arm(arm, path, position):
         if sum(e["type"] == kind for e in clean) > 1:
             fail(f"{path}.noise", f"at most one {kind!r} entry per arm")
     augment, value_range = _check_augment(arm, path)
+    train = check_arm_train(arm.get("train", {}), f"{path}.train")
     keys = grid.points({**arm, "noise": clean, "augment": augment}, path, augment_arguments)
     normalised = {"name": name, "noise": clean}
     if augment:  # absent or empty: the normalised arm (and its hash) as before
         normalised["augment"] = augment
     if value_range is not None:
         normalised["augment_value_range"] = list(value_range)
+    if train:  # absent or empty: the normalised arm (and its hash) as before
+        normalised["train"] = train
     if not keys:
-        return normalised, [_arm(name, clean, augment, value_range, position=position)]
+        return normalised, [_arm(name, clean, augment, value_range, position=position,
+                                 train=train)]
     size = math.prod(len(k.values) for k in keys)
     if position + size > MAX_ARMS:  # before expanding: a large grid is a large product
         fail(f"{path}.grid", f"expands to {size:,} arms, and a study has at most "
@@ -209,5 +217,5 @@ def expand_arm(arm, path, position):
             _check_augment_grid_value(entry, f"{path}.grid ({label}).augment[{i}]", value_range)
         expanded.append(_arm(label, entries["noise"], entries["augment"], value_range,
                              parent=name, params=dict(zip(values, combo)),
-                             position=position + len(expanded)))
+                             position=position + len(expanded), train=copy.deepcopy(train)))
     return normalised, expanded

@@ -24,6 +24,7 @@ from noisewise.study.config.sections import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
     MAX_SEEDS,
+    ARM_TRAIN_KEYS,
     NONFINITE,
     TRAIN_DEFAULTS,
 )
@@ -60,7 +61,8 @@ def _augment_entry():
 
 
 def _options_model(name, catalog, /, **fixed):
-    fields = {**fixed, **{key: (Any, default) for key, (default, _) in catalog.items()}}
+    fields = {**fixed, **{key: (Any, default) for key, (default, _) in catalog.items()},
+              "task": (Literal[datasets.TASKS], "classification"), "standardize": (bool, False)}
     return pydantic.create_model(name, __config__=_STRICT, **fields)
 
 
@@ -83,7 +85,11 @@ _Data = Union[tuple(  # noqa: UP007 -- a union of generated models
 _Model = Union[tuple(  # noqa: UP007 -- a union of generated models
     [_options_model(f"Model_{n}", c, name=(Literal[n], ...)) for n, c in models.BUILTIN.items()]
     + [pydantic.create_model("Model_builder", __config__=ConfigDict(extra="allow"),
-                             builder=(str, ...))])]
+                             builder=(str, ...)),
+       pydantic.create_model("Model_path", __config__=_STRICT, path=(str, ...),
+                             weights=(Literal["keep", "reinit"], "keep"),
+                             trainable=(Literal["all"] | list[str], "all"),
+                             reinit=(list[str], []))])]
 
 
 class TrainSection(pydantic.BaseModel):
@@ -96,6 +102,13 @@ class TrainSection(pydantic.BaseModel):
     loss: str = TRAIN_DEFAULTS["loss"]
     metrics: list[str] = TRAIN_DEFAULTS["metrics"]
     validate_every: Annotated[int, Field(ge=1)] = TRAIN_DEFAULTS["validate_every"]
+    validation_split: Annotated[float, Field(gt=0, lt=1)] | None = None
+    early_stopping: dict[str, Any] | None = None
+    lr_schedule: dict[str, Any] | None = None
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(gt=0)]] | None = None
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] | None = None
+    from_logits: bool | None = None
 
 
 class ArmSection(pydantic.BaseModel):
@@ -104,6 +117,7 @@ class ArmSection(pydantic.BaseModel):
     noise: list[_noise_entry()] = []
     augment: list[_augment_entry()] = []
     augment_value_range: tuple[_Finite, _Finite] | None = None
+    train: dict[Literal[ARM_TRAIN_KEYS], float] = {}
     grid: dict[Annotated[str, Field(pattern=r"^(noise|augment)\[\d+\]\.[A-Za-z_]\w*$")],
                list[Any]] = {}
 

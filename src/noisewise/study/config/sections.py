@@ -11,8 +11,8 @@ from pathlib import Path
 
 from noisewise._core.validation import _is_real, check_int, check_number, is_finite_number
 from noisewise.robust.config import ConfigError, check_config
-from noisewise.study import datasets, models
-from noisewise.study.config.errors import checked, fail, named, table, unknown
+from noisewise.study import datasets, models, sources
+from noisewise.study.config.errors import SpecError, checked, fail, named, table, unknown
 
 TRAIN_DEFAULTS = {
     "epochs": 100, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.001,
@@ -35,6 +35,8 @@ MAX_GRID_NAME = 300
 _OVERRIDE_SUFFIX = re.compile(r":(?:seeds=\d+(?:,epochs=\d+)?|epochs=\d+)$")
 _MAX_DEPTH = 32  # tables and lists nested deeper are no spec (and may be cyclic dicts)
 NONFINITE = ("refuse", "drop")
+# The keys that say where a study's data comes from, one per [data] table.
+DATA_SOURCES = ("name", "path", "loader", "arrays", "x", "train")
 
 
 def check_leaves(value, path, name, depth=0):
@@ -103,22 +105,76 @@ def _options(entries, catalog, path):
 
 
 def _callable_ref(value, path):
+    """A ``'package.module:function'`` string as is, or a callable's description
+    (``"<callable module.qualname sha256:...>"``, see :mod:`~noisewise.study.sources`)."""
+    if callable(value) and not isinstance(value, str):
+        return _python(sources.describe_callable, value, path=path)
     if not isinstance(value, str) or not re.fullmatch(r"[\w.]+:[\w.]+", value):
-        fail(path, f"must be 'package.module:function'. Received: {value!r}")
+        fail(path, f"must be 'package.module:function' or a callable. Received: {value!r}")
     return value
 
 
+def _python(check, *args, path=None):
+    """``check(*args)``; its ValueError becomes a SpecError (prefixed with ``path``
+    if given; else the message starts with its key path)."""
+    try:
+        return check(*args)
+    except ValueError as e:
+        if path:
+            fail(path, str(e))
+        raise SpecError(str(e)) from None
+
+
+def _plain_options(entries, section, skip):
+    """Refuse Python objects among options: the stored spec must describe each value."""
+    for key, value in entries.items():
+        if key not in skip and not sources.is_plain(value):
+            fail(f"{section}.{key}", "must be a TOML value (string, number, boolean, list or "
+                 f"table); a Python object goes only in {', '.join(skip)}. "
+                 f"Received: {type(value).__name__}")
+
+
+def _task_keys(check):
+    """``task`` and ``standardize`` apply to every data source: taken out of the
+    table before the source's own checks and put back into its normalised form,
+    each only when it is not the default (so existing specs keep their hash)."""
+    def wrapper(data):
+        data = dict(table(data, "data"))
+        builtin = datasets.BUILTIN_TASKS.get(data.get("name"), "classification")
+        task = data.pop("task", builtin)
+        if task not in datasets.TASKS:
+            fail("data.task", f"must be one of {', '.join(map(repr, datasets.TASKS))}. "
+                 f"Received: {task!r}")
+        if "name" in data and task != builtin:
+            fail("data.task", f"the built-in dataset {data['name']!r} is a {builtin} task. "
+                 f"Received: task={task!r}")
+        standardize = data.pop("standardize", False)
+        if not isinstance(standardize, bool):
+            fail("data.standardize", "must be true (rescale features with the training "
+                 f"split's mean and std) or false. Received: {standardize!r}")
+        out = check(data)
+        return {**out, **({"task": task} if task != "classification" else {}),
+                **({"standardize": True} if standardize else {})}
+
+    wrapper.__doc__ = check.__doc__
+    return wrapper
+
+
+@_task_keys
 def check_data(data):
     data = dict(table(data, "data"))
-    sources = [k for k in ("name", "path", "loader") if k in data]
-    if len(sources) != 1:
+    given = [k for k in DATA_SOURCES if k in data]
+    if len(given) != 1:
         fail("data", "give exactly one of `name` (built-in: "
-             f"{', '.join(datasets.BUILTIN)}), `path` (.npz or .csv) or `loader` "
-             f"('module:function'). Received keys: {sorted(data)}")
-    source = sources[0]
+             f"{', '.join(datasets.BUILTIN)}), `path` (.npz or .csv), `loader` "
+             "('module:function' or a callable), `arrays` ((x_train, y_train, x_test, y_test)), "
+             "`x` and `y` (split by test_size) or `train` and `test` (streaming sources). "
+             f"Received keys: {sorted(data)}")
+    source = given[0]
     # `nonfinite` (user data only) is written into the normalised spec only when
-    # it is not the default, so existing specs keep their hash.
-    nonfinite = data.pop("nonfinite", "refuse") if source != "name" else "refuse"
+    # it is not the default, so existing specs keep their hash. A stream's
+    # batches are checked as they come: a non-finite one fails its run.
+    nonfinite = data.pop("nonfinite", "refuse") if source not in ("name", "train") else "refuse"
     if nonfinite not in NONFINITE:
         fail("data.nonfinite", f"must be one of {', '.join(map(repr, NONFINITE))} (what to do "
              f"with rows holding NaN or infinite values). Received: {nonfinite!r}")
@@ -138,19 +194,23 @@ def check_data(data):
         catalog = datasets.FILE_OPTIONS[suffix]
         unknown(data, ["path", *catalog], "data")
         return {"path": path, **_options(data, catalog, "data"), **extra}
-    _callable_ref(data["loader"], "data.loader")
-    return {**data, **extra}
+    if source in ("arrays", "x", "train"):
+        return {**_python(sources.check_python_data, data, source), **extra}
+    _plain_options(data, "data", ["loader"])
+    return {**data, "loader": _callable_ref(data["loader"], "data.loader"), **extra}
 
 
 def check_model(model):
     model = dict(table(model, "model"))
-    if ("name" in model) == ("builder" in model):
+    if sum(k in model for k in ("name", "builder", "path")) != 1:
         fail("model", "give exactly one of `name` (built-in: "
-             f"{', '.join(models.BUILTIN)}) or `builder` ('module:function'). "
-             f"Received keys: {sorted(model)}")
+             f"{', '.join(models.BUILTIN)}), `builder` ('module:function' or a callable) "
+             f"or `path` (a .keras file). Received keys: {sorted(model)}")
     if "builder" in model:
-        _callable_ref(model["builder"], "model.builder")
-        return model
+        _plain_options(model, "model", ["builder"])
+        return {**model, "builder": _callable_ref(model["builder"], "model.builder")}
+    if "path" in model:
+        return _check_pretrained(model)
     name = model["name"]
     if name not in models.BUILTIN:
         fail("model.name", f"unknown model {name!r}; built-in models: "
@@ -159,10 +219,49 @@ def check_model(model):
     return {"name": name, **_options(model, models.BUILTIN[name], "model")}
 
 
-def check_train(train):
+PRETRAINED = {"weights": "keep", "trainable": "all", "reinit": []}
+
+
+def _names(value, path, what):
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value) or \
+            len(set(value)) != len(value):
+        fail(path, f"must be a list of distinct layer names{what}. Received: {value!r}")
+    return value
+
+
+def _check_pretrained(model):
+    """``[model] path = "model.keras"``: a saved model, its weights kept or re-initialised,
+    all or some of its layers trained (see :mod:`~noisewise.study.models`)."""
+    unknown(model, ["path", *PRETRAINED], "model")
+    out = {**copy.deepcopy(PRETRAINED), **model}
+    if not isinstance(out["path"], str) or Path(out["path"]).suffix.lower() != ".keras":
+        fail("model.path", f"must be a .keras file (saved with model.save). "
+             f"Received: {out['path']!r}")
+    if out["weights"] not in ("keep", "reinit"):
+        fail("model.weights", "must be 'keep' (the file's weights) or 'reinit' (initialised "
+             f"anew from each replica's seed). Received: {out['weights']!r}")
+    if out["trainable"] != "all":
+        _names(out["trainable"], "model.trainable", " (the others are frozen), or 'all'")
+    _names(out["reinit"], "model.reinit", " re-initialised from each replica's seed")
+    if out["reinit"] and out["weights"] == "reinit":
+        fail("model.reinit", "every layer is re-initialised already (weights = 'reinit')")
+    return out
+
+
+def check_train(train, task=None):
+    """The normalised ``[train]`` table.
+
+    ``task`` is the data's task when known (``"regression"``: the metrics
+    default to ``["mae"]``). The options of :data:`TRAIN_OPTIONS` are written
+    into the normalised table only when given and not their default, so
+    specs without them keep their hash.
+    """
     train = table(train, "train", required=False)
-    unknown(train, TRAIN_DEFAULTS, "train")
-    out = {**copy.deepcopy(TRAIN_DEFAULTS), **copy.deepcopy(train)}
+    unknown(train, [*TRAIN_DEFAULTS, *TRAIN_OPTIONS], "train")
+    defaults = copy.deepcopy(TRAIN_DEFAULTS)
+    if task == "regression":
+        defaults["metrics"] = list(REGRESSION_METRICS)
+    out = {**defaults, **copy.deepcopy(train)}
     caps = {"epochs": MAX_EPOCHS, "batch_size": MAX_BATCH_SIZE, "validate_every": None}
     for key, cap in caps.items():
         out[key] = integer(f"train.{key}", out[key], 1, cap)
@@ -187,6 +286,137 @@ def check_train(train):
             keras.metrics.get(m)
         except (ValueError, TypeError):
             fail(f"train.metrics[{i}]", f"unknown Keras metric {m!r}")
+    for key in TRAIN_OPTIONS:
+        if key in out:
+            value = TRAIN_OPTIONS[key](f"train.{key}", out.pop(key), out)
+            if value is not None:
+                out[key] = value
+    _check_option_pairs(out)
+    return out
+
+
+# -- the training options studies need, written into the spec only when set ------
+REGRESSION_METRICS = ("mae",)
+EARLY_STOPPING = {"monitor": "val_loss", "patience": 10, "min_delta": 0.0,
+                  "restore_best_weights": True}
+# The keys an arm may override (arms[i].train): those that change how one
+# model trains, not what the study measures or how the data is split.
+ARM_TRAIN_KEYS = ("learning_rate", "weight_decay", "label_smoothing")
+
+
+def _validation_split(path, value, train):
+    return checked(path, lambda n, v: check_number(n, v, low=0.0, high=1.0, low_open=True,
+                                                   high_open=True), "validation_split", value)
+
+
+def _weight_decay(path, value, train=None):
+    value = checked(path, lambda n, v: check_number(n, v, low=0.0), "weight_decay", value)
+    return float(value) if value else None  # 0 decays nothing: the default
+
+
+def _label_smoothing(path, value, train=None):
+    value = checked(path, lambda n, v: check_number(n, v, low=0.0, high=1.0, high_open=True),
+                    "label_smoothing", value)
+    return float(value) if value else None
+
+
+def _from_logits(path, value, train):
+    if not isinstance(value, bool):
+        fail(path, f"must be true (the model outputs logits) or false (probabilities). "
+             f"Received: from_logits={value!r}")
+    return value or None
+
+
+def _class_weight(path, value, train):
+    if value == "balanced":
+        return value
+    if not isinstance(value, dict) or not value:
+        fail(path, '"balanced" (weights inversely proportional to the class counts of the '
+             "training split) or a table class label -> weight, e.g. { \"0\" = 1.0, "
+             f"\"1\" = 5.0 }}. Received: {value!r}")
+    out = {}
+    for label, weight in value.items():
+        out[label] = float(checked(f"{path}.{label}", lambda n, v: check_number(
+            n, v, low=0.0, low_open=True), label, weight))
+    return out
+
+
+def _early_stopping(path, value, train):
+    value = table(value, path)
+    unknown(value, EARLY_STOPPING, path)
+    out = {**EARLY_STOPPING, **value}
+    allowed = ["val_loss", *(f"val_{m}" for m in train["metrics"])]
+    if out["monitor"] not in allowed:
+        fail(f"{path}.monitor", f"must be one of {', '.join(allowed)} (a validation curve). "
+             f"Received: {out['monitor']!r}")
+    out["patience"] = integer(f"{path}.patience", out["patience"], 0)
+    out["min_delta"] = float(checked(f"{path}.min_delta", lambda n, v: check_number(
+        n, v, low=0.0), "min_delta", out["min_delta"]))
+    if not isinstance(out["restore_best_weights"], bool):
+        fail(f"{path}.restore_best_weights", "must be true or false. "
+             f"Received: {out['restore_best_weights']!r}")
+    return out
+
+
+def schedule_classes():
+    schedules = _keras().optimizers.schedules
+    base = schedules.LearningRateSchedule
+    return {re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower(): cls
+            for name, cls in vars(schedules).items()
+            if isinstance(cls, type) and issubclass(cls, base) and cls is not base}
+
+
+def _lr_schedule(path, value, train):
+    """A Keras LearningRateSchedule by its snake_case name and constructor arguments;
+    its ``initial_learning_rate`` is ``train.learning_rate``. Builds nothing."""
+    value = copy.deepcopy(table(value, path))
+    classes = schedule_classes()
+    kind = value.get("type")
+    if kind not in classes:
+        fail(f"{path}.type", f"unknown learning-rate schedule {kind!r}; Keras schedules: "
+             f"{', '.join(sorted(classes))}")
+    parameters = inspect.signature(classes[kind].__init__).parameters
+    if "initial_learning_rate" in value:
+        fail(f"{path}.initial_learning_rate", "the schedule starts from train.learning_rate; "
+             "set that instead")
+    allowed = [p for p in parameters if p not in ("self", "name", "initial_learning_rate")]
+    unknown(value, ["type", *allowed], path)
+    for name in allowed:
+        if parameters[name].default is inspect.Parameter.empty and name not in value:
+            fail(f"{path}.{name}", f"missing; a {kind!r} schedule needs `{name}`")
+        if name.endswith("_steps") and name in value:
+            value[name] = integer(f"{path}.{name}", value[name], 0 if "warmup" in name else 1)
+    return value
+
+
+TRAIN_OPTIONS = {
+    "validation_split": _validation_split, "early_stopping": _early_stopping,
+    "lr_schedule": _lr_schedule, "weight_decay": _weight_decay, "class_weight": _class_weight,
+    "label_smoothing": _label_smoothing, "from_logits": _from_logits,
+}
+
+
+def _check_option_pairs(out):
+    if "early_stopping" in out and "validation_split" not in out:
+        fail("train.early_stopping", "needs train.validation_split: without it the "
+             "validation curves are on the test split, and early stopping on the test split "
+             "chooses the epoch on the test data")
+    if "weight_decay" in out and "weight_decay" in out["optimizer_options"]:
+        fail("train.weight_decay", "given twice: also in train.optimizer_options; keep one")
+
+
+def check_arm_train(entries, path):
+    """An arm's ``train`` overrides: only :data:`ARM_TRAIN_KEYS`; the normalised
+    table holds the non-default ones (empty: no override)."""
+    entries = table(entries, path)
+    unknown(entries, ARM_TRAIN_KEYS, path)
+    out = {}
+    for key, value in entries.items():
+        if key == "learning_rate":
+            out[key] = checked(f"{path}.{key}", lambda n, v: check_number(
+                n, v, low=0.0, low_open=True), key, value)
+        else:  # 0 is kept: it undoes a study-wide value for this arm
+            out[key] = TRAIN_OPTIONS[key](f"{path}.{key}", value, None) or 0.0
     return out
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from noisewise.random import derive_seed
 from noisewise.robust import evaluate_for_study
 from noisewise.study.execute.types import RunPlan, RunResult, versions
+from noisewise.study.stats import is_higher_better
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +175,7 @@ def summarize_history(history: Mapping[str, list], metrics: Sequence[str]) -> di
     primary = f"val_{metrics[0]}" if metrics and f"val_{metrics[0]}" in history else "val_loss"
     values = np.asarray(history.get(primary, []), dtype=float)
     if values.size and np.isfinite(values).any():
-        higher = primary != "val_loss"
+        higher = is_higher_better(primary)  # val_mse, val_mae: lower is better
         i = int(np.nanargmax(values) if higher else np.nanargmin(values))
         final[f"best_{primary}"] = float(values[i])
         final["best_epoch"] = int(history["val_epoch"][i])
@@ -193,6 +194,25 @@ def robustness_metrics(plan: RunPlan, model: keras.Model) -> dict[str, float]:
                               derive_seed(plan.seed, "robustness"))
 
 
+def evaluate_test_split(plan: RunPlan, model: keras.Model) -> dict[str, float]:
+    """``test_<metric>`` figures of a trained model on the test split, or ``{}``.
+
+    Only a run that validated on a validation split (``[train]
+    validation_split``) gets them: its ``val_*`` curves, early stopping and
+    best epoch never saw the test split, which is evaluated once, here, with
+    the weights training ended with (the best epoch's under early stopping's
+    ``restore_best_weights``). Without a validation split the ``val_*``
+    curves already are the test figures.
+    """
+    data = plan.data
+    if getattr(data, "x_val", None) is None:
+        return {}
+    logs = model.evaluate(data.x_test, data.y_test, verbose=0, return_dict=True,
+                          batch_size=validation_batch_size(plan.train["batch_size"],
+                                                           len(data.x_test)))
+    return {f"test_{k}": float(v) for k, v in logs.items()}
+
+
 def result_from_history(plan: RunPlan, history: Mapping[str, list], *, t0: float,
                         started_at: float, trained: Callable[[], keras.Model] | None = None,
                         diverged: tuple[int, str] | None = None) -> RunResult:
@@ -200,8 +220,9 @@ def result_from_history(plan: RunPlan, history: Mapping[str, list], *, t0: float
 
     The history is classified (:func:`classify`); a diverged one is cut at
     its diverged epoch (a vectorised executor trains every epoch; ``fit``
-    stops there), and only a healthy run is evaluated for ``[robustness]``:
-    a diverged model's robustness says nothing of the arm.
+    stops there), and only a healthy run is evaluated for ``[robustness]``
+    and, with a validation split, on the test split (:func:`evaluate_test_split`):
+    a diverged model's figures say nothing of the arm.
 
     Args:
         plan: The run's plan.
@@ -209,8 +230,9 @@ def result_from_history(plan: RunPlan, history: Mapping[str, list], *, t0: float
         t0: ``time.perf_counter()`` when the run started; ``wall_s`` is
             measured up to now, robustness evaluation included.
         started_at: ``time.time()`` when the run started.
-        trained: ``callable()`` returning the trained model, called only when
-            the run has a ``[robustness]`` table and did not diverge.
+        trained: ``callable()`` returning the trained model, called (once) only
+            when the run did not diverge and has a ``[robustness]`` table or a
+            validation split.
         diverged: ``(epoch, reason)`` when the executor already knows the run
             diverged (``fit`` raised on a model computing NaN); its history
             then stands as given.
@@ -222,8 +244,11 @@ def result_from_history(plan: RunPlan, history: Mapping[str, list], *, t0: float
         if status == "diverged":
             history = until(history, diverged_epoch)
     final = summarize_history(history, plan.train["metrics"])
-    if status == "done" and plan.robustness and trained is not None:
-        final.update(robustness_metrics(plan, trained()))
+    validated_apart = getattr(plan.data, "x_val", None) is not None
+    if status == "done" and trained is not None and (plan.robustness or validated_apart):
+        model = trained()
+        final.update(evaluate_test_split(plan, model))
+        final.update(robustness_metrics(plan, model))
     return RunResult(
         arm=plan.arm, replica=plan.replica, seed=plan.seed, status=status, history=dict(history),
         final=final, wall_s=time.perf_counter() - t0, backend=keras.backend.backend(),

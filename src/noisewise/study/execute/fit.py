@@ -4,9 +4,18 @@ Each run is built from the replica seed (see :mod:`~noisewise.study.models`),
 fed mini-batches in the order of :func:`~noisewise.study.data_order.epoch_permutation`
 through one plain Python generator for the whole fit (``steps_per_epoch``
 set, so Keras keeps one iterator across epochs; no per-epoch callback of ours
-unless a progress bar asks for one), validated on the test split every
-``validate_every`` epochs and always after the last epoch (``fit``'s
-``validation_freq``).
+unless a progress bar asks for one), validated every ``validate_every``
+epochs and always after the last epoch (``fit``'s ``validation_freq``): on
+the test split by default, or on the validation split held out of the
+training rows (``[train] validation_split``), the test split then evaluated
+once at the end (``test_*`` final metrics). ``[train] early_stopping`` is
+Keras' ``EarlyStopping`` on a validation curve (patience counted in validated
+epochs), ``class_weight`` becomes per-sample weights of the training batches.
+A streaming source (:mod:`~noisewise.study.sources`) feeds its own batches in
+its own order, each checked as it comes, and validates on its test source:
+the replicas of a study are then paired by model initialisation and noise
+only, and by data order too when the source orders its batches by the
+``seed`` it is given.
 
 Feeding cost, circles MLP (500 ReLU units, 30 points, batch 32), warm model,
 200 epochs, best of 7 on a shared 2-core CPU: JAX 2.4 ms/epoch with plain
@@ -36,6 +45,7 @@ from collections.abc import Callable, Iterator, Sequence
 import keras
 import numpy as np
 
+from noisewise.study import sources
 from noisewise.study.data_order import batches, steps_per_epoch
 from noisewise.study.execute.base import (
     NO_HOOKS,
@@ -46,8 +56,15 @@ from noisewise.study.execute.base import (
     validated_epochs,
     validation_batch_size,
 )
-from noisewise.study.execute.prepare import prepare_model, program_key, state_variables
+from noisewise.study.execute.prepare import (
+    class_weights,
+    prepare_model,
+    program_key,
+    state_variables,
+    train_of,
+)
 from noisewise.study.execute.types import RunPlan, RunResult
+from noisewise.study.stats import is_higher_better
 
 
 class _Watch(keras.callbacks.Callback):
@@ -97,6 +114,33 @@ def _computes_non_finite(model, x):
         return not all(finite(model(x, training=mode)) for mode in (True, False))
     except Exception:  # noqa: BLE001 -- cannot tell: the original error stands
         return False
+
+
+class _EarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping, skipping the epochs that were not validated
+    (``validate_every > 1``) instead of warning that the curve is missing."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and self.monitor in logs:
+            super().on_epoch_end(epoch, logs)
+
+
+def early_stopping(train: dict) -> keras.callbacks.Callback | None:
+    """The callback of ``train.early_stopping``, or None. The direction follows
+    the metric's name (loss, mse, mae... lower is better), as the statistics read it."""
+    entry = train.get("early_stopping")
+    if entry is None:
+        return None
+    mode = "max" if is_higher_better(entry["monitor"]) else "min"
+    return _EarlyStopping(monitor=entry["monitor"], patience=entry["patience"],
+                          min_delta=entry["min_delta"], mode=mode,
+                          restore_best_weights=entry["restore_best_weights"])
+
+
+def _weighted(stream, weights):
+    """Training batches with per-sample weights from their class codes."""
+    for x, y in stream:
+        yield x, y, weights[y]
 
 
 class _EpochCallback(keras.callbacks.Callback):
@@ -189,23 +233,38 @@ class FitExecutor:
         return fresh
 
     def _fit(self, plan, on_epoch):
-        train, data = plan.train, plan.data
+        train, data = train_of(plan), plan.data
         model = self.model_for(plan)
         epochs, bs = train["epochs"], train["batch_size"]
         checked = validated_epochs(epochs, train["validate_every"])
         freq = train["validate_every"] if epochs % train["validate_every"] == 0 else checked
+        # The test split validates only when no validation split was held out.
+        x_val, y_val = (data.x_test, data.y_test) if data.x_val is None else (data.x_val,
+                                                                               data.y_val)
+        # A streaming source (data.streaming) feeds its own batches, in its order.
+        feed = sources.fit_inputs(data, plan.seed, epochs) if data.streaming else {
+            "x": batches(data.x_train, data.y_train, plan.seed, epochs, bs),
+            "steps_per_epoch": steps_per_epoch(len(data.x_train), bs),
+            "validation_data": (x_val, y_val),
+            "validation_batch_size": validation_batch_size(bs, len(x_val))}
+        stream = feed.pop("x")
+        weights = class_weights(train, data)
+        if weights is not None:
+            stream = _weighted(stream, weights)
         watch = _Watch()
+        callbacks = [watch, *([_EpochCallback(on_epoch)] if on_epoch else [])]
+        stopping = early_stopping(train)
+        if stopping is not None:
+            callbacks.append(stopping)
         try:
             model.fit(
-                batches(data.x_train, data.y_train, plan.seed, epochs, bs),
-                steps_per_epoch=steps_per_epoch(len(data.x_train), bs),
+                stream,
+                **feed,
                 epochs=epochs,
-                validation_data=(data.x_test, data.y_test),
                 validation_freq=freq,
-                validation_batch_size=validation_batch_size(bs, len(data.x_test)),
                 shuffle=False,
                 verbose=0,
-                callbacks=[watch, *([_EpochCallback(on_epoch)] if on_epoch else [])],
+                callbacks=callbacks,
             )
         except Exception as e:
             if watch.epoch and _computes_non_finite(model, data.x_train[:bs]):

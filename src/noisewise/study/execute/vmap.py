@@ -42,10 +42,12 @@ from noisewise.study.execute.base import (
 )
 from noisewise.study.execute.fit import FitExecutor
 from noisewise.study.execute.prepare import (
+    class_weights,
     make_optimizer,
     prepare_model,
     program_key,
     state_variables,
+    train_of,
 )
 from noisewise.study.execute.types import RunPlan, RunResult
 
@@ -74,7 +76,8 @@ def prepare(model, x, y):
     return model
 
 
-def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None):
+def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None, *, validation=None,
+                 class_weights=None):
     """Compile a function training stacked replica states for a block of epochs.
 
     Returns ``train(states, permutations, validate, active, x, y, x_val, y_val)
@@ -86,6 +89,13 @@ def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None):
     ``(trainable, non_trainable, optimizer)`` values and logs maps Keras metric
     names (``loss``, ``accuracy``, ``val_loss``, ...) to arrays of shape
     (replicas, block), NaN where nothing was trained or validated.
+
+    ``validation``: ``(x_val, y_val)`` of a validation split held out of the
+    training rows; the function then validates on them instead of its last two
+    arguments (the test split, evaluated once after training, see
+    :func:`~noisewise.study.execute.base.evaluate_test_split`).
+    ``class_weights``: one weight per class code, applied as per-sample
+    weights of the training batches (as the fit executor does).
     """
     import jax  # JAX-only (see the module docstring)
     import jax.numpy as jnp
@@ -96,21 +106,28 @@ def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None):
     vbs = val_batch_size or batch_size
     vfull, vrem = divmod(n_val, vbs)
 
-    def run_batches(step, state, xs, ys, nfull, nrem, batch_size=batch_size):
+    def run_batches(step, state, arrays, nfull, nrem, batch_size=batch_size):
+        """``arrays``: ``(x, y)`` or ``(x, y, sample_weight)``, cut into batches alike."""
         logs = None
         if nfull:
-            xb = xs[: nfull * batch_size].reshape((nfull, batch_size) + xs.shape[1:])
-            yb = ys[: nfull * batch_size].reshape((nfull, batch_size) + ys.shape[1:])
+            batches = tuple(a[: nfull * batch_size].reshape((nfull, batch_size) + a.shape[1:])
+                            for a in arrays)
 
             def body(st, batch):
                 lg, st = step(st, batch)
                 return st, lg
 
-            state, logs = jax.lax.scan(body, state, (xb, yb))
+            state, logs = jax.lax.scan(body, state, batches)
             logs = jax.tree.map(lambda a: a[-1], logs)
         if nrem:
-            logs, state = step(state, (xs[nfull * batch_size :], ys[nfull * batch_size :]))
+            logs, state = step(state, tuple(a[nfull * batch_size :] for a in arrays))
         return state, logs
+
+    weights = None if class_weights is None else jnp.asarray(class_weights, dtype="float32")
+
+    def training_arrays(x, y, perm):
+        xs, ys = x[perm], y[perm]
+        return (xs, ys) if weights is None else (xs, ys, weights[ys])
 
     def one_replica(state, perms, validate, active, x, y, x_val, y_val):
         tv, ntv, ov, _ = state
@@ -118,12 +135,13 @@ def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None):
         def train_epoch(carry, perm, check):
             tv, ntv, ov = carry
             st = (tv, ntv, ov, reset_metrics)
-            st, logs = run_batches(template.train_step, st, x[perm], y[perm], full, rem)
+            st, logs = run_batches(template.train_step, st, training_arrays(x, y, perm), full,
+                                   rem)
             tv, ntv, ov, _ = st
 
             def validate(_):
                 vst = (tv, ntv, reset_metrics)
-                _, vlogs = run_batches(template.test_step, vst, x_val, y_val, vfull, vrem, vbs)
+                _, vlogs = run_batches(template.test_step, vst, (x_val, y_val), vfull, vrem, vbs)
                 return vlogs
 
             vlogs = jax.lax.cond(check, validate, lambda _: _nans(jax.eval_shape(validate, None)), None)
@@ -143,8 +161,15 @@ def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None):
     def _nans(shapes):
         return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
 
-    vmapped = jax.vmap(one_replica, in_axes=(0, 0, None, None, None, None, None, None))
-    return jax.jit(vmapped)
+    vmapped = jax.jit(jax.vmap(one_replica, in_axes=(0, 0, None, None, None, None, None, None)))
+    if validation is None:
+        return vmapped
+    held_out = tuple(jnp.asarray(a) for a in validation)
+
+    def train(states, permutations, validate, active, x, y, x_test, y_test):
+        return vmapped(states, permutations, validate, active, x, y, *held_out)
+
+    return train
 
 
 def stack_states(states):
@@ -199,10 +224,18 @@ def unsupported_reason(plans: Sequence[RunPlan] = ()) -> str | None:
     """Why the vectorised executor cannot run ``plans``, or None if it can.
 
     It needs the JAX backend, and every layer of every arm's model must be
-    jit-compilable (some Keras preprocessing layers set ``supports_jit=False``).
+    jit-compilable (some Keras preprocessing layers set ``supports_jit=False``);
+    early stopping ends each run at its own epoch, which replicas training
+    together in one program cannot.
     """
+    if any(getattr(plan.data, "streaming", False) for plan in plans[:1]):
+        return ("the vectorised executor trains on arrays, and this study's data is a "
+                "streaming source (each run trains with its own fit)")
     if keras.backend.backend() != "jax":
         return f"the vectorised executor needs the JAX backend (active: {keras.backend.backend()!r})"
+    if any("early_stopping" in train_of(plan) for plan in plans):
+        return ("train.early_stopping stops each run at its own epoch, and the vectorised "
+                "executor trains a chunk's replicas through every epoch together")
     seen = set()
     for plan in plans:
         key = structure_key(plan)
@@ -222,7 +255,7 @@ def _initial_state(plan, reset_metrics):
     """A run's exact initial state, as the per-run path would build it (no compile)."""
     model = models.build_model(plan.model, plan.arm.noise, plan.data, plan.seed, plan.arm.name,
                                base_dir=plan.base_dir)
-    optimizer = make_optimizer(plan.train, plan.arm.noise, plan.seed, plan.arm.name)
+    optimizer = make_optimizer(train_of(plan), plan.arm.noise, plan.seed, plan.arm.name)
     optimizer.build(model.trainable_variables)
     return ([v.value for v in model.trainable_variables],
             [v.value for v in model.non_trainable_variables],
@@ -255,15 +288,18 @@ class _Program:
         self.orders = orders or _orders
         self.template = prepare(prepare_model(plan), data.x_train, data.y_train)
         self.epochs, self.batch_size = train["epochs"], train["batch_size"]
-        self.val_batch_size = validation_batch_size(self.batch_size, len(data.x_test))
+        validation = None if data.x_val is None else (data.x_val, data.y_val)
+        n_val = len(data.x_test if validation is None else validation[0])
+        self.val_batch_size = validation_batch_size(self.batch_size, n_val)
         checked = validated_epochs(self.epochs, train["validate_every"])
         self.validate = np.zeros(self.epochs, dtype=bool)
         self.validate[np.asarray(checked) - 1] = True
         self.block = block_size(self.epochs, blocks)
         self.template.reset_metrics()
         self.reset = [v.value for v in self.template.metrics_variables]
-        self.trainer = make_trainer(self.template, len(data.x_train), len(data.x_test),
-                                    self.batch_size, self.val_batch_size)
+        self.trainer = make_trainer(self.template, len(data.x_train), n_val, self.batch_size,
+                                    self.val_batch_size, validation=validation,
+                                    class_weights=class_weights(train_of(plan), data))
 
     def run(self, chunk, size, on_block=None):
         """Train ``chunk`` (padded to ``size`` replicas); yield one RunResult per plan."""
