@@ -54,7 +54,7 @@ import os
 import sys
 
 from noisewise import __version__
-from noisewise.cli import augment, export, listing, report, robustness, run, schema, show
+from noisewise.cli import augment, export, listing, plan, report, robustness, run, schema, show
 from noisewise.cli._args import Parser
 from noisewise.cli._errors import EXIT_OK, outcome
 from noisewise.cli._output import printable
@@ -62,7 +62,7 @@ from noisewise.cli._output import printable
 # TensorFlow's C++ start-up chatter would bury the table; the user can still set it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SUBCOMMANDS = (run, show, listing, export, report, robustness, augment, schema)
+SUBCOMMANDS = (run, show, plan, listing, export, report, robustness, augment, schema)
 
 __all__ = ["build_parser", "main"]
 
