@@ -19,7 +19,7 @@ from noisewise.cli import _choices, build_parser
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("keras", "jax", "tensorflow", "torch", "rich", "matplotlib", "scipy", "sklearn",
          "pydantic", "numpy")
-COMMANDS = (["--help"], ["--version"], ["run", "--help"], ["show", "--help"], ["list", "--help"],
+COMMANDS = (["--help"], ["--version"], ["run", "--help"], ["show", "--help"], ["plan", "--help"], ["list", "--help"],
             ["export", "--help"], ["report", "--help"], ["robustness", "--help"],
             ["augment", "--help"], ["augment", "preview", "--help"], ["schema", "--help"])
 PROBE = """
@@ -48,7 +48,7 @@ def test_help_version_and_every_subcommand_help_import_no_heavy_module():
     report = json.loads(done.stderr.strip().splitlines()[-1])
     assert report["codes"] == [0] * len(COMMANDS), done.stderr
     assert report["modules"] == [], f"imported by --help: {report['modules']}"
-    for command in ("run", "show", "list", "export", "report", "robustness", "augment",
+    for command in ("run", "show", "plan", "list", "export", "report", "robustness", "augment",
                     "schema"):
         assert command in done.stdout
 

@@ -5,6 +5,7 @@ Subcommands::
     noisewise run SPEC [--store PATH] [--seeds N] [--epochs N] [--new] [--quiet] [--metric M]
                   [--executor auto|vmap|fit] [--workers N] [--no-report]
     noisewise show [STUDY] [--store PATH] [--metric M]
+    noisewise plan [STUDY] [--effect D] [--power P] [--alpha A] [--store PATH] [--metric M]
     noisewise list [--store PATH]
     noisewise export STUDY --format csv|json|tensorboard|mlflow [-o FILE] [--force]
                      [--store PATH] [--history]
