@@ -1,6 +1,9 @@
 """Robustness evaluations in a study: validated up front, run on every trained model, stored, paired."""
 
 import copy
+import re
+import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +122,12 @@ def test_vectorised_and_per_run_paths_store_the_same_robustness_metrics(tmp_path
             # Same seeds, same draws: only float rounding differs between the
             # paths, which may flip a sample near a decision boundary (1/n).
             assert np.isclose(y["final"][key], value, atol=0.02), (key, value, y["final"][key])
+        # and both store the same terms behind them
+        assert x["robustness"]["data"] == y["robustness"]["data"]
+        settings = [{k: v for k, v in r.items() if k not in ("value", "count", "ci_low", "ci_high")}
+                    for r in x["robustness"]["records"]]
+        assert settings == [{k: v for k, v in r.items() if k not in ("value", "count", "ci_low", "ci_high")}
+                            for r in y["robustness"]["records"]]
 
 
 def test_the_example_spec_is_valid():
@@ -182,3 +191,209 @@ def test_an_adversarial_arm_trains_the_same_vectorised(tmp_path):
         for metric, values in ha[key].items():
             np.testing.assert_allclose(hb[key][metric], values, rtol=1e-4, atol=1e-5,
                                        err_msg=f"{key} {metric}")
+
+
+# -- the terms behind the figures: dataset range, spec identity, store, report, show ----
+from noisewise.cli import main  # noqa: E402
+from noisewise.study.datasets import load_dataset  # noqa: E402
+from noisewise.study.report import write_report  # noqa: E402
+from noisewise.study.store import SCHEMA_VERSION, StoreError  # noqa: E402
+
+PGD = "adv_acc@pgd_linf=0.1"
+# Two epochs, one seed: the figures are poor, but only their terms are checked.
+TERMS = {
+    "study": {"name": "terms", "seeds": 1},
+    "data": {"name": "digits"},
+    "model": {"name": "mlp", "hidden": [16]},
+    "train": {"epochs": 2, "batch_size": 128},
+    "arms": [{"name": "baseline"},
+             {"name": "noise", "noise": [{"type": "gaussian", "where": "input", "stddev": 0.3}]}],
+    "robustness": {"max_examples": 40, "attacks": [{"type": "pgd", "eps": 0.1, "steps": 3}],
+                   "smoothing": {"sigma": SIGMA, "n0": 10, "n": 50, "alpha": 0.01}},
+}
+DIGITS_RANGE = "digits pixels 0..16 scaled to [0, 1]"
+
+
+def cli(capsys, *args):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"name": "digits"}, (0.0, 1.0)),
+    ({"name": "digits", "standardize": True}, None),  # rescaled pixels leave [0, 1]
+    ({"name": "circles"}, None), ({"name": "moons"}, None),
+    ({"name": "breast_cancer"}, None), ({"name": "sine"}, None),
+])
+def test_a_builtin_dataset_states_the_range_its_features_live_in(data, expected):
+    dataset = load_dataset(data)
+    assert dataset.value_range == expected
+    assert dataset.range_source == (DIGITS_RANGE if expected else None)
+    if expected:  # the range is the data's, not a guess
+        assert dataset.x_test.min() >= expected[0] and dataset.x_test.max() <= expected[1]
+        assert dataset.x_train.max() == expected[1]
+
+
+def test_the_default_clip_is_explicit_in_the_spec_and_its_hash():
+    # A store made when an absent clip meant "unclipped" hashes differently, so
+    # resuming it is refused rather than mixing clipped and unclipped figures.
+    absent = load_spec(spec_with(**TERMS["robustness"]))
+    assert absent.to_dict()["robustness"]["clip"] == "data"
+    assert absent.spec_hash == load_spec(spec_with(**TERMS["robustness"], clip="DATA")).spec_hash
+    assert absent.spec_hash != load_spec(spec_with(**TERMS["robustness"], clip="none")).spec_hash
+    assert load_spec(spec_with(**TERMS["robustness"], clip=None)).to_dict()["robustness"]["clip"] == "none"
+    # smoothing never clips: a table without attacks or noise gets no clip
+    assert "clip" not in load_spec(spec_with(smoothing={"sigma": SIGMA})).to_dict()["robustness"]
+
+
+@pytest.fixture(scope="module")
+def terms_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("terms") / "s.db"
+    outcome = Study(TERMS).run(path, quiet=True, executor="fit")
+    assert (outcome.ran, outcome.failed) == (2, 0)
+    return path
+
+
+def test_every_run_stores_the_terms_of_its_robustness_figures(terms_store):
+    with Store(terms_store, readonly=True) as store:
+        runs = store.runs(store.study("terms")["id"])
+    assert [r["arm"] for r in runs] == ["baseline", "noise"]
+    for run in runs:
+        data, records = run["robustness"]["data"], run["robustness"]["records"]
+        # digits' known range is the default clip, and says where it came from
+        assert data["clip"] == data["range"] == [0.0, 1.0]
+        assert data["clip_source"] == f"the data's range: {DIGITS_RANGE}"
+        assert (data["split"], data["examples"], data["available"]) == ("test", 40, 450)
+        by_metric = {r["metric"]: r for r in records}
+        robust_final = {k for k in run["final"] if k.startswith(("clean_acc", "adv_acc", "certified",
+                                                                 "smoothing"))}
+        assert set(by_metric) == robust_final
+        for metric, r in by_metric.items():  # the stored figure is the run's final one
+            assert r["value"] == pytest.approx(run["final"][metric]) and r["examples"] == 40
+            assert r["ci_low"] <= r["value"] <= r["ci_high"]
+        pgd = by_metric[PGD]
+        assert (pgd["attack"], pgd["norm"], pgd["eps"], pgd["steps"]) == ("pgd", "linf", 0.1, 3)
+        assert pgd["step_size"] == pytest.approx(2.5 * 0.1 / 3) and pgd["clip"] == [0.0, 1.0]
+        smooth = by_metric["certified_acc@r=0.25"]
+        assert (smooth["sigma"], smooth["n0"], smooth["n"], smooth["alpha"], smooth["radius"],
+                smooth["clip"]) == (SIGMA, 10, 50, 0.01, SIGMA, None)
+
+
+def test_the_report_states_the_robustness_settings(terms_store, tmp_path):
+    text = write_report(terms_store, "terms", tmp_path / "r.html").read_text()
+    assert '<a href="#robustness">Robustness settings</a>' in text
+    section = text[text.index('<section id="robustness">'):]
+    section = section[:section.index("</section>")]
+    assert ("Examples: test split, 40 of 450 examples, shape (8, 8, 1); range [0, 1] "
+            f"({DIGITS_RANGE}); attacks and noise clipped to that range.") in section
+    rows = re.findall(r"<tr><td class=\"arm\"><code>([^<]+)</code></td><td>([^<]+)</td>\s*"
+                      r"<td>([^<]+)</td><td class=\"num\">(\d+)</td><td>([^<]+)</td></tr>", section)
+    by_metric = {m: (settings, clip, int(n), interval) for m, settings, clip, n, interval in rows}
+    assert list(by_metric) == ["clean_acc", PGD, "certified_acc@r=0", "certified_acc@r=0.25",
+                               "smoothing_abstain_rate"]
+    assert by_metric[PGD] == (
+        "pgd attack, norm linf, eps 0.1, steps 3, step size 0.0833333, random start true, "
+        "keep best true, targeted false", "[0, 1]", 40, "Clopper-Pearson 95% over examples")
+    assert by_metric["certified_acc@r=0.25"][:2] == (
+        "randomized smoothing, sigma 0.25, n0 10, n 50, alpha 0.01, radius 0.25",
+        "none (the certificate is for unclipped noise)")
+    assert "stored without" not in section and "differs across" not in section
+
+
+def test_show_states_the_settings_of_a_robustness_metric_in_80_columns(terms_store, capsys):
+    code, out, _ = cli(capsys, "show", "terms", "--store", terms_store, "--metric", PGD)
+    assert code == 0
+    assert all(len(line) <= 80 for line in out.splitlines()), max(out.splitlines(), key=len)
+    text = " ".join(out.split())  # lines wrap at 80 columns
+    assert (f"{PGD}: pgd attack, norm linf, eps 0.1, steps 3, step size 0.0833333, random start "
+            "true, keep best true, targeted false; clip [0, 1]; 40 examples; per-run interval: "
+            "Clopper-Pearson 95% over examples") in text
+    assert f"examples: test split, 40 of 450 examples, shape (8, 8, 1); range [0, 1] ({DIGITS_RANGE})" in text
+    code, out, _ = cli(capsys, "show", "terms", "--store", terms_store, "--metric", "val_accuracy")
+    assert code == 0 and "pgd attack" not in out and "examples:" not in out
+
+
+# fixtures/store_v3.sqlite3: written by the schema-3 store of commit ca1d82c (digits pixels
+# already clipped to [0, 1] by default, the clip not yet in the normalised spec):
+# Study(V3_SPEC).run(store, executor="fit") on JAX, then journal_mode=DELETE and VACUUM.
+# Runs 1-4 done; their final metrics hold clean_acc and adv_acc@pgd_linf=0.1.
+V3_SPEC = {"study": {"name": "golden3", "seed": 0, "seeds": 2}, "data": {"name": "digits"},
+           "model": {"name": "mlp", "hidden": [8]}, "train": {"epochs": 2, "batch_size": 128},
+           "arms": [{"name": "baseline"},
+                    {"name": "input", "noise": [{"type": "gaussian", "where": "input", "stddev": 0.3}]}],
+           "robustness": {"max_examples": 40, "attacks": [{"type": "pgd", "eps": 0.1, "steps": 3}]}}
+V3_FIXTURE = Path(__file__).parent / "fixtures" / "store_v3.sqlite3"
+
+
+def raw(path, sql):
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def v3(tmp_path):
+    path = tmp_path / "v3.db"
+    shutil.copyfile(V3_FIXTURE, path)
+    return path
+
+
+def test_a_v3_store_migrates_to_v4_keeping_its_runs_without_settings(tmp_path, v3, capsys):
+    assert raw(v3, "PRAGMA user_version") == [(3,)]
+    with Store(v3, readonly=True) as store:  # read as it is
+        assert store.schema_version == 3
+        assert [r["robustness"] for r in store.runs(1)] == [None] * 4
+    runs_v3 = raw(v3, "SELECT * FROM runs ORDER BY id")
+    with Store(v3) as store:
+        assert store.schema_version == SCHEMA_VERSION == 4
+        runs = store.runs(1)
+    assert raw(v3, "PRAGMA user_version") == [(4,)]
+    assert raw(v3, "PRAGMA integrity_check") == [("ok",)]
+    # every old column as it was, the new one after them, NULL: the settings were not kept
+    assert [r[:-1] for r in raw(v3, "SELECT * FROM runs ORDER BY id")] == runs_v3
+    assert raw(v3, "SELECT DISTINCT robustness_json FROM runs") == [(None,)]
+    assert [r["robustness"] for r in runs] == [None] * 4 and all(PGD in r["final"] for r in runs)
+    Store(tmp_path / "fresh.db").close()  # a migrated store has the columns of a new one
+    assert raw(v3, "PRAGMA table_info(runs)") == raw(tmp_path / "fresh.db", "PRAGMA table_info(runs)")
+    # the report and show say the settings are not there rather than guess them
+    text = write_report(v3, "golden3", tmp_path / "r.html").read_text()
+    section = text[text.index('<section id="robustness">'):]
+    assert "stored without their robustness settings" in section[:section.index("</section>")]
+    code, out, _ = cli(capsys, "show", "golden3", "--store", v3, "--metric", PGD)
+    assert code == 0 and "were not stored with its runs" in " ".join(out.split())
+
+
+def test_resuming_a_store_made_before_the_clip_was_explicit_is_refused(v3):
+    before = raw(v3, "SELECT id, final_json FROM runs ORDER BY id")
+    with pytest.raises(StoreError, match=r"different spec \(robustness\.clip null -> \"data\"\)"):
+        Study(V3_SPEC).run(store=v3, quiet=True, executor="fit")
+    assert raw(v3, "SELECT id, final_json FROM runs ORDER BY id") == before
+
+
+def test_settings_that_differ_across_runs_or_are_missing_are_said_so():
+    from noisewise.study.report.robustness import metric_lines, settings
+
+    data = {"split": "test", "examples": 9, "available": 9, "shape": [2], "model_shape": [2],
+            "reshaped": False, "range": [-1.0, 2.0], "range_source": "observed min and max of the 9 "
+            "test examples", "clip": None, "clip_source": "none: attacks and noise are not clipped"}
+
+    def run(eps, seed):
+        record = {"metric": "adv_acc@fgsm_linf=0.1", "evaluation": "attack", "attack": "fgsm",
+                  "norm": "linf", "eps": eps, "steps": 1, "step_size": eps, "clip": None,
+                  "examples": 9, "value": 0.5, "ci_low": 0.2, "ci_high": 0.8,
+                  "interval": "Clopper-Pearson 95% over examples"}
+        return {"robustness": {"data": {**data, "seed": seed}, "records": [record]}}
+
+    same = settings([run(0.1, 1), run(0.1, 2)])  # the evaluation seed differs per replica
+    assert [(r["variants"], r["runs"]) for r in same["rows"]] == [(1, 2)]
+    assert same["data"].endswith("clip none: attacks and noise are not clipped")
+    mixed = settings([run(0.1, 1), run(0.2, 2), {"robustness": None}])
+    assert (mixed["rows"][0]["variants"], mixed["missing"], mixed["runs"]) == (2, 1, 3)
+    lines = metric_lines(mixed, "adv_acc@fgsm_linf=0.1")
+    assert lines[0].startswith("adv_acc@fgsm_linf=0.1: fgsm attack, norm linf, eps 0.1, steps 1")
+    assert "differ across its 2 runs (2 variants" in lines[1]
+    assert lines[-1] == "note: 1 of 3 runs were stored without their robustness settings (by an older noisewise)"
+    assert metric_lines(mixed, "val_accuracy") == [] and settings([{"robustness": None}]) is None

@@ -232,7 +232,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GOLDEN = {
     "circles.toml": "cade91f4a87cd1ab2ebe99e74ce9030ca7d94b0315826d163485250f4d44b3c6",
     "digits_augment.toml": "8af555f62a17514d7685ac743c93da944168364e1c850ecb6f054b00f64e757e",
-    "digits_smoothing.toml": "2060c6fe57e22ed433a642d209ce1e3582b74315dff6fafb75ece261ad5a978d",
+    "digits_smoothing.toml": "7670683861223fa08b2a691d030fcfbb9067ead39c17ebf59538db9cd20fcfab",
 }
 USER_DATA = {"study": {"name": "x", "seeds": 3}, "model": {"name": "mlp", "hidden": [8]},
              "arms": [{"name": "b"}, {"name": "w", "noise": [{"type": "weight", "stddev": 0.1}]},

@@ -83,7 +83,7 @@ def test_v2_store_is_read_as_it_is_when_read_only(v2):
 
 def test_migrated_identities_are_those_a_new_run_of_the_spec_gets(v2):
     with Store(v2) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION
         info = store.study("golden2")
         runs = store.runs(info["id"], status=None)
         assert [a["config"] for a in info["arms"]][1] == {

@@ -105,7 +105,8 @@ def print_study(store, name, metric=None, out=None):
     One row per arm: n, the mean, the paired difference to the reference with
     its 95% CI, the Holm-adjusted paired t-test (or "no test" and, below the
     table, why), the share of seeds on which the arm did better, and the
-    verdict (the report adds the mean's CI and the Wilcoxon test). Diverged and failed runs are left out of
+    verdict (the report adds the mean's CI and the Wilcoxon test); under a
+    robustness metric's table, the settings behind it. Diverged and failed runs are left out of
     the statistics; a ``lost`` column counts them, and an arm whose every run
     diverged gets a row saying so and no numbers. Under the table: the best
     level of each grid, the notes and warnings of the statistics, and a
@@ -150,6 +151,7 @@ def print_study(store, name, metric=None, out=None):
     digits = decimals([(o.ci_high - o.ci_low) / 2 for o in (*summary.values(), *comparison.values())
                        if _finite(o.ci_low) and _finite(o.ci_high)])
     _print_table(out, title, arms, records, counts, summary, comparison, digits)
+    _print_robustness(out, runs, metric)
     _print_after(out, store, info, metric, runs, arms, counts, summary, comparison, digits)
     return counts
 
@@ -206,6 +208,17 @@ def _print_table(out, title, arms, records, counts, summary, comparison, digits)
     if any(v == verdict.NO_DIFFERENCE for v in verdicts.values()):
         legend += "; no diff: no detectable difference"
     _line(out, legend, style="dim")
+
+
+def _print_robustness(out, runs, metric):
+    """Under a robustness metric's table: the settings its runs stored (attack, eps,
+    steps, step size, clip; sigma, n0, n, alpha, radius), the examples and the clip."""
+    from noisewise.study.report import robustness  # start-up time, as in _print_after
+
+    if not robustness.is_robustness_metric(metric):
+        return
+    for text in robustness.metric_lines(robustness.settings(runs), metric):
+        _line(out, text, style="yellow" if text.startswith("warning") else "dim")
 
 
 def _print_after(out, store, info, metric, runs, arms, counts, summary, comparison, digits):

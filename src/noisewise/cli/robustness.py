@@ -29,10 +29,6 @@ smoothing. The options build a config for noisewise.robust.evaluate_for_study;
 noise are clipped to the data's range by default (--clip). Every table and the
 JSON state the settings behind each figure and the examples it is measured on."""
 
-# Ranges the built-in datasets are known to live in; the others are standardised
-# or generated, so their observed min and max (stated as such) is all there is.
-KNOWN_RANGES = {"digits": ((0.0, 1.0), "digits pixels 0..16 scaled to [0, 1]")}
-
 
 def add_parser(subparsers):
     p = subparsers.add_parser("robustness", description=_HELP,
@@ -156,7 +152,9 @@ def load_data(name):
     else:
         raise ValueError(f"--data must be an .npz or .csv file or one of {', '.join(BUILTIN)}. "
                          f"Received: {name!r}")
-    return Data(data.x_test, data.y_test, "test", *KNOWN_RANGES.get(name, (None, None)))
+    # A built-in dataset's known range (noisewise.study.datasets.VALUE_RANGES); the others are
+    # standardised or generated, so their observed min and max (stated as such) is all there is.
+    return Data(data.x_test, data.y_test, "test", data.value_range, data.range_source)
 
 
 def _value(v):

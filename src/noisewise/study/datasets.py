@@ -10,7 +10,8 @@ replicas (the split is part of the dataset, not a random factor of a run):
 - ``"moons"``: ``make_moons(n_samples=200, noise=0.2, random_state=1)``, split
   in half (stratified). Options: ``n_samples``, ``noise``, ``random_state``,
   ``test_size``, ``split_seed``.
-- ``"digits"``: ``load_digits`` (1,797 8x8 images), pixels scaled to [0, 1],
+- ``"digits"``: ``load_digits`` (1,797 8x8 images), pixels scaled to [0, 1]
+  (its ``value_range``, the default clip of a ``[robustness]`` attack),
   shape ``(n, 8, 8, 1)`` for the CNN (the MLP flattens its input itself),
   25% stratified test split. Options: ``test_size``, ``split_seed``.
 - ``"breast_cancer"``: ``load_breast_cancer`` (569 x 30), standardised with
@@ -99,6 +100,11 @@ class Dataset:
             (empty for regression).
         train_source, test_source: Streaming sources (``sources.Stream``)
             when the data is not arrays, else None.
+        value_range: The ``(low, high)`` range the features are known to lie
+            in (a built-in dataset's, :data:`VALUE_RANGES`), the default clip
+            of a ``[robustness]`` evaluation; None when only the observed
+            range is known (generated or standardised features).
+        range_source: Where ``value_range`` comes from, in words.
     """
 
     name: str
@@ -114,6 +120,8 @@ class Dataset:
     classes: tuple = ()
     train_source: object | None = None
     test_source: object | None = None
+    value_range: tuple | None = None
+    range_source: str | None = None
 
     @property
     def streaming(self):
@@ -168,6 +176,9 @@ BUILTIN = {
     "sine": {"n_train": (30, _count), "n_test": (500, _count), "noise": (0.2, _noise),
              "random_state": (0, _seed)},
 }
+# Ranges the built-in features are known to live in: (range, where it comes from).
+# The others are generated or standardised, so no range is known beyond the observed one.
+VALUE_RANGES = {"digits": ((0.0, 1.0), "digits pixels 0..16 scaled to [0, 1]")}
 # The task of a built-in dataset is part of it; those not listed are classification.
 BUILTIN_TASKS = {"sine": "regression"}
 TASKS = ("classification", "regression")
@@ -706,6 +717,8 @@ def load_dataset(data, base_dir=None, *, validation_split=None):
     standardize = data.pop("standardize", False)
     seed = data.get("split_seed", 0)
     dataset = _load(data, base_dir, task)
+    if standardize and dataset.value_range is not None:  # rescaled features leave the known range
+        dataset = dataclasses.replace(dataset, value_range=None, range_source=None)
     return splits.prepare(dataset, validation_split, standardize, seed)
 
 
@@ -719,7 +732,9 @@ def _load(data, base_dir, task):
             name = data.pop("name")
             options = {k: v for k, (v, _) in BUILTIN[name].items()}
             options.update(data)
-            _CACHE[key] = _finish(name, _BUILDERS[name](**options), task=task)
+            value_range, source = VALUE_RANGES.get(name, (None, None))
+            _CACHE[key] = dataclasses.replace(_finish(name, _BUILDERS[name](**options), task=task),
+                                              value_range=value_range, range_source=source)
         return _CACHE[key]
     base = Path(base_dir or os.getcwd())
     nonfinite = data.pop("nonfinite", "refuse")

@@ -462,4 +462,11 @@ def check_robustness(entries):
         check_config(entries)
     except ConfigError as e:
         fail(e.path, str(e))
+    if entries.get("noise") or entries.get("attacks"):
+        # The clip is part of the spec's identity, default included: a store made when
+        # unset meant unclipped hashes differently and is refused on resume, so clipped
+        # and unclipped figures never mix under one study.
+        clip = entries.setdefault("clip", "data")
+        if clip is None or isinstance(clip, str):  # as check_clip reads it: None is "none"
+            entries["clip"] = "none" if clip is None else clip.lower()
     return entries

@@ -10,7 +10,7 @@ functions, so every executor records the same layout:
   (Keras-named curves, ``epoch`` and ``val_epoch``);
 - :func:`result_from_history`: a history -> a :class:`RunResult` (divergence
   classified, the history cut at the diverged epoch, final and best metrics,
-  the ``[robustness]`` evaluations of a healthy run).
+  the ``[robustness]`` evaluations of a healthy run and the terms behind them).
 
 Example:
     >>> from noisewise.study.execute import history_from_epochs
@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from noisewise.random import derive_seed
-from noisewise.robust import evaluate_for_study
+from noisewise.robust import evaluate_config
 from noisewise.study.execute.types import RunPlan, RunResult, versions
 from noisewise.study.stats import is_higher_better
 
@@ -182,16 +182,37 @@ def summarize_history(history: Mapping[str, list], metrics: Sequence[str]) -> di
     return final
 
 
-def robustness_metrics(plan: RunPlan, model: keras.Model) -> dict[str, float]:
-    """The ``[robustness]`` evaluations of a trained model, as flat final metrics.
+def robustness_evaluation(plan: RunPlan, model: keras.Model):
+    """The ``[robustness]`` evaluation of a trained model (:class:`noisewise.robust.Evaluation`), or None.
 
     The evaluation seed depends on the replica only, so every arm's replica i
-    is attacked, smoothed and corrupted with the same draws (paired).
+    is attacked, smoothed and corrupted with the same draws (paired). Attacks
+    and noise clip to the dataset's known value range (digits: [0, 1]) unless
+    the table's ``clip`` says otherwise; without a known range, to the
+    observed range of the test split, and the evaluation's terms say which.
     """
     if not plan.robustness:
-        return {}
-    return evaluate_for_study(model, plan.data.x_test, plan.data.y_test, plan.robustness,
-                              derive_seed(plan.seed, "robustness"))
+        return None
+    data = plan.data
+    return evaluate_config(model, data.x_test, data.y_test, plan.robustness,
+                           derive_seed(plan.seed, "robustness"),
+                           value_range=getattr(data, "value_range", None),
+                           range_source=getattr(data, "range_source", None))
+
+
+def robustness_metrics(plan: RunPlan, model: keras.Model) -> dict[str, float]:
+    """The ``[robustness]`` evaluations of a trained model, as flat final metrics
+    (:func:`robustness_evaluation`'s ``metrics``; ``{}`` without a table)."""
+    evaluation = robustness_evaluation(plan, model)
+    return {} if evaluation is None else evaluation.metrics
+
+
+def robustness_terms(evaluation) -> dict | None:
+    """What a run stores of an evaluation beside its metrics: the data summary and the records."""
+    if evaluation is None:
+        return None
+    out = evaluation.to_dict()
+    return {"data": out["data"], "records": out["records"]}
 
 
 def evaluate_test_split(plan: RunPlan, model: keras.Model) -> dict[str, float]:
@@ -245,14 +266,17 @@ def result_from_history(plan: RunPlan, history: Mapping[str, list], *, t0: float
             history = until(history, diverged_epoch)
     final = summarize_history(history, plan.train["metrics"])
     validated_apart = getattr(plan.data, "x_val", None) is not None
+    evaluation = None
     if status == "done" and trained is not None and (plan.robustness or validated_apart):
         model = trained()
         final.update(evaluate_test_split(plan, model))
-        final.update(robustness_metrics(plan, model))
+        evaluation = robustness_evaluation(plan, model)
+        final.update({} if evaluation is None else evaluation.metrics)
     return RunResult(
         arm=plan.arm, replica=plan.replica, seed=plan.seed, status=status, history=dict(history),
         final=final, wall_s=time.perf_counter() - t0, backend=keras.backend.backend(),
         versions=versions(), error=error, started_at=started_at, diverged_epoch=diverged_epoch,
+        robustness=robustness_terms(evaluation),
     )
 
 

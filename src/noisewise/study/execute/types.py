@@ -70,6 +70,12 @@ class RunResult:
         started_at: POSIX time the run started.
         diverged_epoch: First 1-based epoch at which a curve was not finite
             (None unless diverged).
+        robustness: The terms of the ``[robustness]`` figures in ``final``:
+            ``{"data": ..., "records": [...]}`` of
+            :meth:`noisewise.robust.Evaluation.to_dict` (the split, number and
+            range of the examples and the clip with where each came from; one
+            record per metric with its settings and 95% interval over
+            examples), or None without a ``[robustness]`` evaluation.
     """
 
     arm: Any
@@ -84,6 +90,7 @@ class RunResult:
     error: str | None = None
     started_at: float | None = None
     diverged_epoch: int | None = None
+    robustness: dict | None = None
 
     @property
     def key(self) -> tuple[str, int]:

@@ -9,6 +9,10 @@ figure is an embedded PNG (matplotlib, Agg). It holds:
   its CI, Holm-adjusted paired t-test and Wilcoxon p-values, or the reason
   there is no test, P(better), the verdict, the train-test gap), sortable by
   clicking a column header, with the tests behind each column named;
+- for a study with a ``[robustness]`` table, the settings behind each
+  robustness metric as the runs stored them (attack, norm, eps, steps, step
+  size, clip and where it came from; sigma, n0, n, alpha, radius; the split and
+  number of examples; :mod:`~noisewise.study.report.robustness`);
 - the verdict: a forest plot of each arm's paired difference to the
   reference with its 95% CI and the zero line, each arm marked helps, hurts
   or no detectable difference, and one plain sentence per arm
@@ -67,6 +71,7 @@ from typing import IO, TYPE_CHECKING, Literal
 from noisewise._core.files import OutputRefused, atomic_write, check_output, safe_name
 from noisewise.study import stats
 from noisewise.study.report import content, verdict
+from noisewise.study.report import robustness as robust_terms
 from noisewise.study.report.page import render
 from noisewise.study.report.spec_toml import spec_to_toml
 from noisewise.study.store import Store, StoreError
@@ -174,6 +179,8 @@ def write_report(store_path: PathLike, study_name: str | None = None,
             n_done=len(d["runs"]), arms=arms, summary=summary, failed=d["failed"],
             environment=environment, expected=len(arms_all) * seeds, comparison=comparison,
             improving=improving),
+        has_robustness=bool(d["spec"].get("robustness")),
+        robustness=robust_terms.settings(d["runs"]),
         counts=d["counts"], n_done=len(d["runs"]), seeds=seeds, expected=len(arms_all) * seeds,
         environment=environment, store=str(store_path.resolve()),
         higher_is_better=higher,

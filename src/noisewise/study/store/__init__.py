@@ -30,7 +30,7 @@ The schema version is ``PRAGMA user_version`` (the ``schema_version`` row of
 row at 1 is version 1). Opening an older store for writing applies
 ``_MIGRATIONS`` in order, in one transaction; a newer store is refused.
 
-Tables (schema version 3)::
+Tables (schema version 4)::
 
     noisewise_meta(key, value)        schema_version, created_with, created_at
     studies(id, name UNIQUE, spec_json, spec_hash, study_seed, reference, created_at,
@@ -38,7 +38,7 @@ Tables (schema version 3)::
     arms(study_id, name, position, parent, params_json, arm_hash, config_json, current)
     runs(id, study_id, arm, replica, seed, status, attempts, backend, versions_json,
          started_at, finished_at, wall_s, final_json, error, diverged_epoch,
-         arm_hash, identity)
+         arm_hash, identity, robustness_json)
          UNIQUE(study_id, arm, arm_hash, replica), UNIQUE(study_id, identity)
     curves(run_id, metric, n, first_epoch, epoch_step, epochs, vals)
 
@@ -49,6 +49,8 @@ Version 3 added run identities (``runs.arm_hash``, ``runs.identity``, computed
 for the runs of older stores from their study's stored spec when migrating),
 ``arms.config_json`` (an arm's resolved configuration), ``arms.current`` (0:
 an arm the study's current spec no longer has) and ``studies.seeds``.
+Version 4 added ``runs.robustness_json`` (the settings behind a run's
+``[robustness]`` figures; NULL for runs stored before).
 
 A curve is one metric of one run: ``vals`` is a little-endian float64 array
 (``numpy.frombuffer(vals, "<f8")``); its epoch numbers are

@@ -11,7 +11,7 @@ from noisewise.study.store import identity
 from noisewise.study.store.codec import _dumps
 
 APPLICATION_ID = int.from_bytes(b"NWst", "big")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MAGIC = b"SQLite format 3\x00"
 
 _STATUS_CHECK = "status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'diverged'))"
@@ -25,15 +25,19 @@ _RUNS_V2 = f"""CREATE TABLE {{name}}(
         diverged_epoch INTEGER, UNIQUE(study_id, arm, replica))"""
 # Version 3: a run is unique by its identity; one arm name may hold runs of
 # several configurations (an arm changed under its name keeps its old runs).
-RUNS = f"""CREATE TABLE {{name}}(
+_RUNS_V3 = f"""CREATE TABLE {{name}}(
         id INTEGER PRIMARY KEY,
         study_id INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
         arm TEXT NOT NULL, replica INTEGER NOT NULL, seed INTEGER,
         {_STATUS_CHECK},
         attempts INTEGER NOT NULL DEFAULT 1, backend TEXT, versions_json TEXT,
         started_at TEXT, finished_at TEXT, wall_s REAL, final_json TEXT, error TEXT,
-        diverged_epoch INTEGER, arm_hash TEXT NOT NULL, identity TEXT NOT NULL,
+        diverged_epoch INTEGER, arm_hash TEXT NOT NULL, identity TEXT NOT NULL{{extra}},
         UNIQUE(study_id, arm, arm_hash, replica), UNIQUE(study_id, identity))"""
+# Version 4: the terms of a run's [robustness] figures (runs.robustness_json), last,
+# where ALTER TABLE puts it in a migrated store.
+RUNS = _RUNS_V3.replace("{extra}", ",\n        robustness_json TEXT")
+_RUNS_V3 = _RUNS_V3.replace("{extra}", "")
 _V1_RUN_COLUMNS = ("id, study_id, arm, replica, seed, status, attempts, backend, versions_json,"
                    " started_at, finished_at, wall_s, final_json, error")
 _V2_RUN_COLUMNS = _V1_RUN_COLUMNS + ", diverged_epoch"
@@ -101,7 +105,7 @@ def _to_v3(con):
     for column in ("arm_hash TEXT", "config_json TEXT", "current INTEGER NOT NULL DEFAULT 1"):
         con.execute(f"ALTER TABLE arms ADD COLUMN {column}")
     con.execute("ALTER TABLE studies ADD COLUMN seeds INTEGER")
-    con.execute(RUNS.format(name="runs_v3"))
+    con.execute(_RUNS_V3.format(name="runs_v3"))
     studies = con.execute("SELECT id, spec_json, fingerprint_json FROM studies").fetchall()
     for study_id, spec_json, fp_json in studies:
         spec = json.loads(spec_json)
@@ -128,5 +132,15 @@ def _to_v3(con):
     con.execute("ALTER TABLE runs_v3 RENAME TO runs")
 
 
+def _to_v4(con):
+    """runs.robustness_json: the settings behind a run's [robustness] figures.
+
+    Runs stored before have none (NULL): their figures were computed, but the
+    attack, budget, clip and examples behind them were not recorded, and the
+    report says so rather than guess them from the spec.
+    """
+    con.execute("ALTER TABLE runs ADD COLUMN robustness_json TEXT")
+
+
 # version -> the step from version - 1, applied in order when opened for writing
-MIGRATIONS = {2: _to_v2, 3: _to_v3}
+MIGRATIONS = {2: _to_v2, 3: _to_v3, 4: _to_v4}
