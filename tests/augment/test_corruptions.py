@@ -90,6 +90,12 @@ def test_single_image():
 def test_value_range_unit_and_8bit_agree(photos, name):
     a = to_numpy(corrupt(photos, name, 5, seed=2, value_range=(0, 255)))
     b = to_numpy(corrupt(photos / 255.0, name, 5, seed=2, value_range=(0, 1)))
+    if name == "glass_blur":
+        # The published glass blur truncates to 8-bit levels after its first blur;
+        # a value a float32 rounding away from an integer truncates to the level below.
+        diff = np.abs(a - 255 * b)
+        assert diff.max() <= 1 + 1e-2 and np.mean(diff > 1e-2) < 0.01, (diff.max(), np.mean(diff > 1e-2))
+        return
     np.testing.assert_allclose(a, 255 * b, atol=1e-2)
 
 

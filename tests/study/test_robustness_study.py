@@ -86,8 +86,12 @@ def test_every_run_stores_its_robustness_metrics_and_noise_training_certifies_mo
     # Cohen et al. (2019): a model trained with Gaussian input noise keeps its
     # prediction under the smoothing noise far more often than one trained
     # clean, so its certified accuracy at radius sigma is higher. Digits
-    # pixels are in [0, 1]; sigma 0.25 noise is heavy for a clean model.
-    outcome = Study(BASE).run(tmp_path / "s.db", quiet=True, executor="fit")
+    # pixels are in [0, 1]; sigma 0.25 noise is heavy for a clean model. 30
+    # epochs: at 15 the clean model is still smooth enough that the margin
+    # (+0.02 in one draw of the noise) is within the seed-to-seed spread.
+    spec = copy.deepcopy(BASE)
+    spec["train"]["epochs"] = 30
+    outcome = Study(spec).run(tmp_path / "s.db", quiet=True, executor="fit")
     assert (outcome.ran, outcome.failed) == (6, 0)
     with Store(tmp_path / "s.db") as store:
         runs = store.runs(outcome.study_id)
