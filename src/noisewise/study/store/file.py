@@ -9,6 +9,7 @@ import contextlib
 import functools
 import os
 import sqlite3
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -68,7 +69,7 @@ class StoreFile:
                 self._create()
             self._migrate()
             self._con.execute("PRAGMA foreign_keys = ON")
-            self._con.execute("PRAGMA journal_mode = WAL")
+            self._retry_locked("PRAGMA journal_mode = WAL")
             # FULL: a committed run survives power loss, not just a killed process;
             # one fsync per finished run is negligible next to training it.
             self._con.execute("PRAGMA synchronous = FULL")
@@ -79,6 +80,22 @@ class StoreFile:
                 raise StoreError(f"{self.path}: cannot open the store for writing: {e}") from e
             raise
         self.schema_version = SCHEMA_VERSION
+
+    def _retry_locked(self, sql):
+        """Run ``sql``, retrying while another process holds the lock, up to the timeout.
+
+        Why: switching to WAL needs an exclusive lock, and SQLite answers
+        "database is locked" at once, without its busy handler, while another
+        process migrates the same store.
+        """
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                return self._con.execute(sql)
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     # -- opening -------------------------------------------------------------
     def _refuse(self, why):
