@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli as cli
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "study"))  # the store helpers
 from _report_stores import synthetic_store  # noqa: E402
 
-from noisewise.cli import main  # noqa: E402
 from noisewise.study.defaults import (UnknownMetric, available_metrics, check_metric,  # noqa: E402
                                       spec_metrics)
 
@@ -24,12 +25,6 @@ def store(tmp_path_factory):
     path, _ = synthetic_store(tmp_path_factory.mktemp("metrics") / "m.db", name="m", seeds=3,
                               grid=False)
     return path
-
-
-def cli(capsys, *args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def sha(path):

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "study"))  # the store helpers
 from _report_stores import synthetic_store  # noqa: E402
 
-from noisewise.cli import main  # noqa: E402
 from noisewise.study import Store, planning  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,12 +23,6 @@ def store(tmp_path_factory):
     path, _ = synthetic_store(tmp_path_factory.mktemp("plan") / "p.db", name="pilot", seeds=4,
                               grid=False)
     return path
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_plan_prints_the_plan_of_the_stored_runs(store, capsys):

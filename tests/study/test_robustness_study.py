@@ -3,13 +3,12 @@
 import copy
 import re
 import shutil
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import BACKEND
+from conftest import BACKEND, raw
 from noisewise.study import SpecError, Study, load_spec
 from noisewise.study.stats import summarize
 from noisewise.study.store import Store
@@ -328,14 +327,6 @@ V3_SPEC = {"study": {"name": "golden3", "seed": 0, "seeds": 2}, "data": {"name":
                     {"name": "input", "noise": [{"type": "gaussian", "where": "input", "stddev": 0.3}]}],
            "robustness": {"max_examples": 40, "attacks": [{"type": "pgd", "eps": 0.1, "steps": 3}]}}
 V3_FIXTURE = Path(__file__).parent / "fixtures" / "store_v3.sqlite3"
-
-
-def raw(path, sql):
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import raw
+
 from noisewise.study.store import (SCHEMA_VERSION, FingerprintError, Store, StoreError,
                                    _MIGRATIONS)
 
@@ -50,14 +52,6 @@ def v1(tmp_path):
     path = tmp_path / "v1.db"
     shutil.copyfile(FIXTURE, path)
     return path
-
-
-def raw(path, sql):
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def columns(path):

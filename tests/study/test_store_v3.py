@@ -2,11 +2,12 @@
 
 import json
 import shutil
-import sqlite3
 import types
 from pathlib import Path
 
 import pytest
+
+from conftest import raw
 
 from noisewise.study import Study
 from noisewise.study.store import SCHEMA_VERSION, Store, StoreError
@@ -31,14 +32,6 @@ V1_SPEC = {"study": {"name": "golden", "seed": 0, "seeds": 2}, "data": {"name": 
            "arms": [{"name": "baseline"},
                     {"name": "input_noise",
                      "noise": [{"type": "gaussian", "where": "input", "stddev": 0.1}]}]}
-
-
-def raw(path, sql):
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture
