@@ -6,8 +6,9 @@ block ends. This times one chunk of the circles study (the baseline arm of
 ``examples/circles.toml``: 30 replicas x 4000 epochs by default) trained as
 one block (no progress within the chunk) and as 50 and 200 blocks, each with
 a progress callback, in this one process; compilation is excluded (each
-setting runs once to compile, then ``--repeat`` times timed) and the best
-time is reported with its ratio to the one-block time.
+setting runs once to compile, then ``--repeat`` times, the settings
+interleaved) and the median time is reported with its ratio to the one-block
+median.
 
 Run: ``python benchmarks/bench_progress.py [--seeds 30] [--epochs 4000]``.
 """
@@ -16,6 +17,8 @@ import argparse
 import os
 import pathlib
 import time
+
+import numpy as np
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -37,23 +40,28 @@ def main():
     study = Study(spec)
     plans = [p for p in study.plans() if p.arm.name == "baseline"]
     print(f"circles baseline arm: {len(plans)} replicas x {args.epochs} epochs in one chunk")
-    base = None
-    for blocks in [int(b) for b in args.blocks.split(",")]:
-        calls = []
-        hooks = RunHooks(on_chunk=lambda runs, epoch: calls.append(epoch))
-        executor = VmapExecutor(blocks=blocks)
-        list(executor.run(plans, hooks))  # compiles
-        best = float("inf")
-        for _ in range(args.repeat):
+    settings = [int(b) for b in args.blocks.split(",")]
+    executors, calls = {}, []
+    hooks = RunHooks(on_chunk=lambda runs, epoch: calls.append(epoch))
+    for blocks in settings:
+        executors[blocks] = VmapExecutor(blocks=blocks)
+        list(executors[blocks].run(plans, hooks))  # compiles
+    times = {blocks: [] for blocks in settings}
+    updates = {}
+    for _ in range(args.repeat):  # interleaved, so a slow spell of the machine hits every setting
+        for blocks in settings:
             calls.clear()
             t0 = time.perf_counter()
-            results = list(executor.run(plans, hooks))
-            best = min(best, time.perf_counter() - t0)
-        assert all(r.status == "done" for r in results)
-        base = base or best
-        print(f"  {blocks:4d} block(s): {best:7.3f} s, {len(calls):4d} progress updates, "
-              f"{best / base:.3f}x one block")
-
+            results = list(executors[blocks].run(plans, hooks))
+            times[blocks].append(time.perf_counter() - t0)
+            updates[blocks] = len(calls)
+            assert all(r.status == "done" for r in results)
+    base = np.median(times[settings[0]])
+    for blocks in settings:
+        t = np.asarray(times[blocks])
+        print(f"  {blocks:4d} block(s): median {np.median(t):7.3f} s (best {t.min():.3f}), "
+              f"{updates[blocks]:4d} progress updates, median {np.median(t) / base:.3f}x "
+              f"{settings[0]} block(s)")
 
 if __name__ == "__main__":
     main()

@@ -52,11 +52,11 @@ from noisewise.study.execute.prepare import (
 from noisewise.study.execute.types import RunPlan, RunResult
 
 DEFAULT_CHUNK = 32
-# A chunk's epochs train in this many compiled blocks, queued at once (JAX
-# dispatches asynchronously); each block's end moves the progress bar. One
-# circles chunk (30 replicas x 4000 epochs, 2 busy cores): 8.8 s in 50 blocks,
-# 10.1 s in one, 12.4 s in 200 (benchmarks/bench_progress.py): 50 is within
-# the noise of one, 200 is not.
+# A chunk's epochs train in this many compiled blocks, queued at once from a
+# thread; each block's end moves the progress bar. One circles chunk (30
+# replicas x 4000 epochs, 2 cores, medians of 7 interleaved runs): 50 blocks
+# 0.999x the time of one block, best times 4.446 s against 4.430 s (+0.4%);
+# 200 blocks 1.031x (benchmarks/bench_progress.py).
 PROGRESS_BLOCKS = 50
 
 
@@ -320,20 +320,35 @@ class _Program:
         perms = np.stack(perms + [perms[0]] * (size - len(perms)))
         arrays = [jnp.asarray(a) for a in (data.x_train, data.y_train, data.x_test, data.y_test)]
         state = stack_states(states)
-        blocks, b = [], self.block
-        for start in range(0, self.epochs, b):
-            stop = min(start + b, self.epochs)
-            pad = b - (stop - start)  # the last block: padded, its extra epochs inactive
-            block_perms = perms[:, start:stop]
-            validate = self.validate[start:stop]
-            if pad:
-                block_perms = np.concatenate([block_perms, perms[:, :pad]], axis=1)
-                validate = np.concatenate([validate, np.zeros(pad, bool)])
-            active = np.arange(b) < stop - start
-            trained, logs = _dispatch(self.trainer, state, block_perms, validate, active, arrays)
-            state = (*trained, state[3])  # the reset metric values go into every block
-            blocks.append((stop, logs))
-        return chunk, state, blocks, started, t0
+        # The blocks are queued from a thread: dispatching a block whose inputs
+        # are still being computed waits on the CPU backend, and the caller
+        # must stay free to prepare the next chunk meanwhile.
+        blocks = queue.Queue()
+        thread = threading.Thread(target=self._dispatch_blocks, args=(state, perms, arrays, blocks),
+                                  name="noisewise-blocks", daemon=True)
+        thread.start()
+        return chunk, blocks, started, t0
+
+    def _dispatch_blocks(self, state, perms, arrays, blocks):
+        """Queue every block of a chunk; put ``(epoch, logs)`` per block, then
+        ``(None, final state)``, or ``(None, exception)`` if one failed."""
+        try:
+            b = self.block
+            for start in range(0, self.epochs, b):
+                stop = min(start + b, self.epochs)
+                pad = b - (stop - start)  # the last block: padded, its extra epochs inactive
+                block_perms = perms[:, start:stop]
+                validate = self.validate[start:stop]
+                if pad:
+                    block_perms = np.concatenate([block_perms, perms[:, :pad]], axis=1)
+                    validate = np.concatenate([validate, np.zeros(pad, bool)])
+                active = np.arange(b) < stop - start
+                trained, logs = _dispatch(self.trainer, state, block_perms, validate, active, arrays)
+                state = (*trained, state[3])  # the reset metric values go into every block
+                blocks.put((stop, logs))
+            blocks.put((None, state))
+        except BaseException as e:  # noqa: BLE001 -- re-raised by finish, in the caller's thread
+            blocks.put((None, e))
 
     def finish(self, launched, on_block=None):
         """Wait for a launched chunk block by block, then yield its RunResults.
@@ -346,9 +361,15 @@ class _Program:
         diverged epoch and leaves it without robustness metrics, as the fit
         path (which stops there) records it.
         """
-        chunk, final_states, blocks, started, t0 = launched
+        chunk, blocks, started, t0 = launched
         parts = []
-        for stop, logs in blocks:
+        while True:
+            stop, logs = blocks.get()
+            if stop is None:
+                if isinstance(logs, BaseException):
+                    raise logs
+                final_states = logs
+                break
             parts.append(_replica_logs(logs, len(chunk)))  # waits for this block only
             if on_block is not None:
                 on_block(chunk, stop)
