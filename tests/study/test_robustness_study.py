@@ -343,9 +343,9 @@ def test_a_v3_store_migrates_to_v4_keeping_its_runs_without_settings(tmp_path, v
         assert [r["robustness"] for r in store.runs(1)] == [None] * 4
     runs_v3 = raw(v3, "SELECT * FROM runs ORDER BY id")
     with Store(v3) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         runs = store.runs(1)
-    assert raw(v3, "PRAGMA user_version") == [(4,)]
+    assert raw(v3, "PRAGMA user_version") == [(5,)]
     assert raw(v3, "PRAGMA integrity_check") == [("ok",)]
     # every old column as it was, the new one after them, NULL: the settings were not kept
     assert [r[:-1] for r in raw(v3, "SELECT * FROM runs ORDER BY id")] == runs_v3

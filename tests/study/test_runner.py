@@ -213,8 +213,10 @@ def test_killed_study_process_resumes_without_losing_or_duplicating_runs(tmp_pat
     spec_path = tmp_path / "killed.toml"
     spec_path.write_text(KILL_SPEC)
     path = tmp_path / "killed.db"
+    # Claims live 600 s: the resumed study must take over the killed process's
+    # claims because its process is gone, not because they expired.
     command = [sys.executable, "-m", "noisewise.cli", "run", str(spec_path),
-               "--store", str(path), "--quiet"]
+               "--store", str(path), "--quiet", "--claim-ttl", "600"]
     env = {**os.environ, "KERAS_BACKEND": keras.backend.backend()}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -228,9 +230,16 @@ def test_killed_study_process_resumes_without_losing_or_duplicating_runs(tmp_pat
     proc.stderr.close()
     before, _, count = stored(path, "killed")
     assert 2 <= len(before) < 24 and count == len(before)
+    with Store(path, readonly=True) as store:
+        left = store.claims(store.study("killed")["id"])
+    assert not any(c.live for c in left)  # those left behind are known dead
 
+    t0 = time.monotonic()
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
+    assert time.monotonic() - t0 < 400  # it never waited out the claims' 600 s
+    with Store(path, readonly=True) as store:
+        assert store.claims(store.study("killed")["id"]) == []  # released on the way out
     after, _, count = stored(path, "killed")
     keys = {(arm, r) for arm in ARMS_KILLED for r in range(6)}
     assert set(after) == keys and count == 24  # none lost, none twice

@@ -46,6 +46,7 @@ from noisewise.study.execute import (DEFAULT_CHUNK, Executor, FitExecutor, RunHo
                                      VmapExecutor, make_optimizer, unsupported_reason)
 from noisewise.study.execute.prepare import preflight, train_of
 from noisewise.study.models import build_model
+from noisewise.study.sharing import Sharing
 from noisewise.study.store import Store
 
 # The fit executor of "auto" and "fit", for the whole process: its compiled
@@ -77,6 +78,8 @@ class StudyRun:
         kept: Stored runs of the study that its current spec does not ask for
             (arms removed or changed, replicas beyond fewer seeds): kept in
             the store, out of its statistics.
+        elsewhere: Runs this process found to train that other processes
+            sharing the store trained meanwhile (see :mod:`~noisewise.study.sharing`).
     """
 
     name: str
@@ -89,6 +92,7 @@ class StudyRun:
     wall_s: float
     diverged: int = 0
     kept: int = 0
+    elsewhere: int = 0
 
     reused = property(lambda self: self.skipped)
     trained = property(lambda self: self.ran)
@@ -146,7 +150,7 @@ class _Progress:
         self.study = self.bar.add_task("runs", total=total)
         self.run = self.bar.add_task("epochs", total=epochs, visible=False)
         self._last = 0.0
-        self.epochs, self.ended, self.partial = epochs, 0, 0.0
+        self.epochs, self.ended, self.partial, self.others = epochs, 0, 0.0, 0
 
     def __enter__(self):
         if self.bar is not None:
@@ -183,7 +187,7 @@ class _Progress:
         self.partial = len(plans) * epoch / self.epochs
         self.bar.update(self.run, completed=epoch, visible=True,
                         description=escape(f"{who} ({len(plans)} together)" if len(plans) > 1 else who))
-        self.bar.update(self.study, completed=self.ended + self.partial)
+        self.bar.update(self.study, completed=self.ended + self.partial + self.others)
 
     def end_run(self, result):
         if self.bar is not None:
@@ -194,8 +198,18 @@ class _Progress:
             self.diverged += result.status == "diverged"
             lost = [f"{n} {what}" for n, what in ((self.failed, "failed"),
                                                    (self.diverged, "diverged")) if n]
-            self.bar.update(self.study, completed=self.ended + self.partial, description="runs" + (
+            self.bar.update(self.study, completed=self.ended + self.partial + self.others,
+                            description="runs" + (
                 f" [red]({', '.join(lost)})[/red]" if lost else ""))
+
+    def elsewhere(self, done, waiting):
+        """Runs other processes sharing the store trained (``done``) and ``waiting``
+        runs still being trained, by this process or others."""
+        if self.bar is not None and done > 0:
+            self.others = done
+            self.bar.update(self.study, completed=self.ended + self.partial + done,
+                            description=f"runs ({done} by other processes"
+                                        + (f", waiting for {waiting})" if waiting else ")"))
 
     @property
     def hooks(self):
@@ -309,7 +323,9 @@ class Study:
         on this machine (an executor other than the vectorised one is taken to
         hold one run at a time)."""
         s, train = self.spec, self.spec.train
-        vectorised = isinstance(executor, VmapExecutor)
+        # An executor holding replicas of a compiled program (vectorised, here or on
+        # this machine's cluster workers) says how many it holds at once.
+        vectorised = hasattr(executor, "replicas_at_once")
         n_metrics = 1 + len(train["metrics"])  # the loss and each compiled metric
         need = budget.estimate(
             runs=len(s.arms) * s.seeds, epochs=train["epochs"], n_train=len(self.data.x_train),
@@ -322,7 +338,7 @@ class Study:
                             f"{s.seeds} seed(s) x {train['epochs']} epoch(s): {reason}")
 
     def run(self, store=None, *, new=False, quiet=False, executor="auto", log=None,
-            workers=None):
+            workers=None, claim_ttl=None):
         """Train every run the store does not have yet, writing each as it finishes.
 
         Args:
@@ -344,6 +360,10 @@ class Study:
             workers: Processes the vectorised executor trains in (default 1;
                 see :class:`~noisewise.study.execute.VmapExecutor`); for an
                 executor object, set it on the object instead.
+            claim_ttl: Seconds a claim on a run lives without a heartbeat
+                (default 60): processes sharing one store claim each run
+                before training it, and take over a claim whose process
+                stopped beating (:mod:`~noisewise.study.sharing`).
 
         Returns:
             A :class:`StudyRun`.
@@ -373,20 +393,41 @@ class Study:
             todo = self.plans(skip=db.done_keys(study_id))
             kept = db.kept_count(study_id)
             total = len(self.spec.arms) * self.spec.seeds
-            ran = failed = diverged = 0
-            with _Progress(len(todo), self.spec.train["epochs"], quiet) as progress:
-                for result in executor.run(todo, progress.hooks):
-                    db.write_run(study_id, result)
-                    ran += 1
-                    failed += result.status == "failed"
-                    diverged += result.status == "diverged"
-                    progress.end_run(result)
+            counts = {"done": 0, "failed": 0, "diverged": 0}
+            with _Progress(len(todo), self.spec.train["epochs"], quiet) as progress, \
+                    Sharing(db, study_id, claim_ttl) as sharing:
+                self._train_shared(todo, executor, db, study_id, sharing, progress, counts)
+                elsewhere = len(todo) - len(sharing.remaining(todo)) - sum(counts.values())
             return StudyRun(self.spec.name, str(db.path), study_id, total,
-                            total - len(todo), ran, failed, time.perf_counter() - t0,
-                            diverged=diverged, kept=kept)
+                            total - len(todo), sum(counts.values()), counts["failed"],
+                            time.perf_counter() - t0, diverged=counts["diverged"], kept=kept,
+                            elsewhere=max(0, elsewhere))
         finally:
             if owned:
                 db.close()
+
+    @staticmethod
+    def _train_shared(todo, executor, db, study_id, sharing, progress, counts):
+        """Train ``todo``, claiming each run before it trains, until every run is
+        stored, by this process or by another one sharing the store."""
+        lazy = getattr(executor, "claims_before_training", False)
+        pending = todo
+        while pending:
+            claimed_before = len(sharing.tried)
+            hooks = dataclasses.replace(progress.hooks, claim=sharing.claim)
+            batch = pending
+            if not lazy:  # an executor that knows nothing of claims: claim its plans first
+                batch, hooks = sharing.claim(pending), progress.hooks
+            for result in executor.run(batch, hooks) if batch else ():
+                db.write_run(study_id, result)
+                counts[result.status] += 1
+                progress.end_run(result)
+            pending = sharing.remaining(pending)
+            progress.elsewhere(len(todo) - len(pending) - sum(counts.values()),
+                               waiting=len(pending))
+            if pending and len(sharing.tried) == claimed_before:
+                # Nothing was claimable: other processes hold live claims on the rest.
+                time.sleep(min(1.0, sharing.ttl / 4))
 
     def _executor(self, choice, log, workers=None):
         allowed = ("auto", "vmap", "fit")

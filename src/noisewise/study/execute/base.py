@@ -48,14 +48,28 @@ class RunHooks:
         on_epoch: ``callable(epoch)`` after each epoch (1-based) of that run.
         on_chunk: ``callable(plans, epoch)``: every run in ``plans``, training
             together, has finished ``epoch`` epochs.
+        claim: ``callable(plans) -> plans``, called just before the executor
+            starts training ``plans``: it returns those this process may train
+            (it claimed them in the store); the others are being trained by
+            another process sharing the store, and the executor leaves them
+            out. An executor whose ``claims_before_training`` is true calls it
+            (through :func:`claimed`); for any other, the runner claims its
+            plans before handing them over.
     """
 
     on_start: Callable[[RunPlan], None] | None = None
     on_epoch: Callable[[int], None] | None = None
     on_chunk: Callable[[Sequence[RunPlan], int], None] | None = None
+    claim: Callable[[Sequence[RunPlan]], Sequence[RunPlan]] | None = None
 
 
 NO_HOOKS = RunHooks()
+
+
+def claimed(hooks: RunHooks | None, plans: Sequence[RunPlan]) -> list[RunPlan]:
+    """The plans of ``plans`` this process may train now (all of them without a claim hook)."""
+    claim = getattr(hooks, "claim", None)
+    return list(plans) if claim is None else list(claim(plans))
 
 
 @runtime_checkable

@@ -50,6 +50,7 @@ from noisewise.study.data_order import batches, steps_per_epoch
 from noisewise.study.execute.base import (
     NO_HOOKS,
     RunHooks,
+    claimed,
     failed_result,
     history_from_epochs,
     result_from_history,
@@ -169,6 +170,9 @@ class FitExecutor:
         max_compiled: Compiled models kept, least recently used dropped first.
     """
 
+    # Each run is claimed (RunHooks.claim) just before it trains.
+    claims_before_training = True
+
     def __init__(self, max_compiled: int = 64):
         self.max_compiled = max_compiled
         self._compiled = collections.OrderedDict()
@@ -177,6 +181,8 @@ class FitExecutor:
         """Train ``plans`` one after another, in order (see :meth:`run_one`)."""
         hooks = hooks or NO_HOOKS
         for plan in plans:
+            if not claimed(hooks, [plan]):  # another process sharing the store trains it
+                continue
             if hooks.on_start is not None:
                 hooks.on_start(plan)
             yield self.run_one(plan, on_epoch=hooks.on_epoch)

@@ -35,6 +35,7 @@ from noisewise.study.data_order import epoch_orders
 from noisewise.study.execute.base import (
     NO_HOOKS,
     RunHooks,
+    claimed,
     history_from_epochs,
     result_from_history,
     validated_epochs,
@@ -437,6 +438,9 @@ class VmapExecutor:
     """
 
     permutation_cache_bytes = 256 * 2**20
+    # Each chunk is claimed (RunHooks.claim) just before it is launched; with
+    # worker processes, every chunk before the workers start.
+    claims_before_training = True
 
     def __init__(self, chunk_size: int | None = None, workers: int | None = None,
                  fallback: FitExecutor | None = None, blocks: int | None = None):
@@ -466,9 +470,12 @@ class VmapExecutor:
             # 32 (which contend for the shared cache) and one with 32.
             units = chunks(plans, max(8, DEFAULT_CHUNK // workers))
         if workers == 1:
-            yield from self.run_units(units, (hooks or NO_HOOKS).on_chunk)
+            yield from self.run_units(units, (hooks or NO_HOOKS).on_chunk,
+                                      claim=getattr(hooks, "claim", None))
         else:
-            yield from _run_parallel(units, workers)
+            units = [(mine, size) for chunk, size in units if (mine := claimed(hooks, chunk))]
+            if units:
+                yield from _run_parallel(units, min(workers, len(units)))
 
     def permutations(self, seed: int, epochs: int, n: int) -> np.ndarray:
         """``(epochs, n)`` int32 array of :func:`~noisewise.study.data_order.epoch_orders` (cached)."""
@@ -484,12 +491,21 @@ class VmapExecutor:
             self._permutations.popitem(last=False)
         return found
 
-    def run_units(self, units: list, on_block=None) -> Iterator[RunResult]:
+    def run_units(self, units: list, on_block=None, claim=None) -> Iterator[RunResult]:
         """Train ``units`` (:func:`chunks`) in order, one ahead: while a chunk trains
         (JAX computes asynchronously), the next one's initial states are built and
-        its program compiled, and the finished one's results are stored."""
+        its program compiled, and the finished one's results are stored.
+
+        ``claim``: :attr:`RunHooks.claim`, called on each chunk just before it is
+        launched; only the runs it returns train (padded to the chunk's size as
+        ever, so the compiled program is reused).
+        """
         program, key, pending = None, None, None
         for chunk, size in units:
+            if claim is not None:
+                chunk = list(claim(chunk))
+                if not chunk:
+                    continue
             try:
                 if structure_key(chunk[0]) != key:  # units come grouped by structure
                     program, key = None, structure_key(chunk[0])

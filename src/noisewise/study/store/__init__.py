@@ -30,7 +30,7 @@ The schema version is ``PRAGMA user_version`` (the ``schema_version`` row of
 row at 1 is version 1). Opening an older store for writing applies
 ``_MIGRATIONS`` in order, in one transaction; a newer store is refused.
 
-Tables (schema version 4)::
+Tables (schema version 5)::
 
     noisewise_meta(key, value)        schema_version, created_with, created_at
     studies(id, name UNIQUE, spec_json, spec_hash, study_seed, reference, created_at,
@@ -41,6 +41,8 @@ Tables (schema version 4)::
          arm_hash, identity, robustness_json)
          UNIQUE(study_id, arm, arm_hash, replica), UNIQUE(study_id, identity)
     curves(run_id, metric, n, first_epoch, epoch_step, epochs, vals)
+    claims(study_id, arm, replica, owner, host, pid, claimed_at, heartbeat_at, ttl_s)
+           PRIMARY KEY(study_id, arm, replica)
 
 Version 2 added ``runs.diverged_epoch``, the status ``diverged`` and
 ``studies.fingerprint_json`` (hashes of the data and code a study was trained
@@ -51,6 +53,10 @@ for the runs of older stores from their study's stored spec when migrating),
 an arm the study's current spec no longer has) and ``studies.seeds``.
 Version 4 added ``runs.robustness_json`` (the settings behind a run's
 ``[robustness]`` figures; NULL for runs stored before).
+Version 5 added ``claims``: the runs processes sharing a store have taken to
+train (:mod:`noisewise.study.store.claims`: :meth:`Store.claim`,
+:meth:`Store.heartbeat`, :meth:`Store.release`; a claim expires after its
+``ttl_s`` without a heartbeat, or when its process on this host has ended).
 
 A curve is one metric of one run: ``vals`` is a little-endian float64 array
 (``numpy.frombuffer(vals, "<f8")``); its epoch numbers are
@@ -77,11 +83,12 @@ Example:
     True
 """
 
+from noisewise.study.store.claims import DEFAULT_TTL, Claim, new_owner
 from noisewise.study.store.codec import STATUSES
 from noisewise.study.store.file import FingerprintError, StoreError
 from noisewise.study.store.schema import APPLICATION_ID, SCHEMA_VERSION
 from noisewise.study.store.schema import MIGRATIONS as _MIGRATIONS
 from noisewise.study.store.sqlite import Store
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "STATUSES", "FingerprintError", "Store",
-           "StoreError", "_MIGRATIONS"]
+__all__ = ["APPLICATION_ID", "DEFAULT_TTL", "SCHEMA_VERSION", "STATUSES", "Claim",
+           "FingerprintError", "Store", "StoreError", "_MIGRATIONS", "new_owner"]

@@ -11,7 +11,7 @@ from noisewise.study.store import identity
 from noisewise.study.store.codec import _dumps
 
 APPLICATION_ID = int.from_bytes(b"NWst", "big")
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MAGIC = b"SQLite format 3\x00"
 
 _STATUS_CHECK = "status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'diverged'))"
@@ -41,6 +41,14 @@ _RUNS_V3 = _RUNS_V3.replace("{extra}", "")
 _V1_RUN_COLUMNS = ("id, study_id, arm, replica, seed, status, attempts, backend, versions_json,"
                    " started_at, finished_at, wall_s, final_json, error")
 _V2_RUN_COLUMNS = _V1_RUN_COLUMNS + ", diverged_epoch"
+# Version 5: runs claimed before training, so processes sharing a store split the work
+# (noisewise.study.store.claims). One row per arm name and replica: a study's current
+# spec has one configuration per arm name.
+CLAIMS = """CREATE TABLE claims(
+        study_id INTEGER NOT NULL REFERENCES studies(id) ON DELETE CASCADE,
+        arm TEXT NOT NULL, replica INTEGER NOT NULL, owner TEXT NOT NULL, host TEXT NOT NULL,
+        pid INTEGER NOT NULL, claimed_at REAL NOT NULL, heartbeat_at REAL NOT NULL,
+        ttl_s REAL NOT NULL, PRIMARY KEY(study_id, arm, replica))"""
 
 SCHEMA = (
     "CREATE TABLE noisewise_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -59,6 +67,7 @@ SCHEMA = (
         metric TEXT NOT NULL, n INTEGER NOT NULL, first_epoch INTEGER,
         epoch_step INTEGER, epochs BLOB, vals BLOB NOT NULL,
         PRIMARY KEY(run_id, metric)) WITHOUT ROWID""",
+    CLAIMS,
 )
 
 
@@ -142,5 +151,10 @@ def _to_v4(con):
     con.execute("ALTER TABLE runs ADD COLUMN robustness_json TEXT")
 
 
+def _to_v5(con):
+    """The claims table: runs taken by a process before it trains them (none yet)."""
+    con.execute(CLAIMS)
+
+
 # version -> the step from version - 1, applied in order when opened for writing
-MIGRATIONS = {2: _to_v2, 3: _to_v3, 4: _to_v4}
+MIGRATIONS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}

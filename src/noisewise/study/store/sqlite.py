@@ -5,6 +5,7 @@ import json
 import sqlite3
 
 from noisewise.study.store import identity
+from noisewise.study.store.claims import ClaimsMixin
 from noisewise.study.store.codec import (_decode_curve, _diverged_epoch, _dumps, _encode_history,
                                          _final, _fingerprint_arg, _now, _statuses, _timestamp)
 from noisewise.study.store.file import FingerprintError, StoreError, StoreFile, _reading
@@ -23,7 +24,7 @@ def _shown(value, width=40):
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-class Store(StoreFile):
+class Store(ClaimsMixin, StoreFile):
     """A noisewise study store (SQLite file; created when missing).
 
     Args:
@@ -363,7 +364,8 @@ class Store(StoreFile):
         The run's identity (:func:`~noisewise.study.store.identity.run_identity`)
         comes from its arm as the study describes it (an arm the study does not
         have yet is added to it), its replica and seed, and the study's shared
-        settings and fingerprint.
+        settings and fingerprint. Writing a run (or finding it final already)
+        removes its claim (:meth:`claim`), whoever holds it.
 
         Returns:
             True if written; False if a final (done or diverged) run of this
@@ -399,6 +401,9 @@ class Store(StoreFile):
                     "SELECT id, status, attempts FROM runs WHERE study_id = ? AND arm = ?"
                     " AND arm_hash = ? AND replica = ?", (study_id, arm, digest, replica)
                 ).fetchone()
+                # Stored (or already final): whoever claimed the run has nothing left to train.
+                con.execute("DELETE FROM claims WHERE study_id = ? AND arm = ? AND replica = ?",
+                            (study_id, arm, replica))
                 if old and old[1] in _FINAL:
                     return False
                 if old:

@@ -1,0 +1,151 @@
+"""Many `noisewise run` processes on one store: each run is claimed, trained once, and
+the claims of a stopped process are taken over (those of a killed one: see
+test_runner.py's killed-study test)."""
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from noisewise.study import Study
+from noisewise.study.store import Store
+
+pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
+
+# Four structures (four chunks of the vectorised executor, claimed one by one) x 4 seeds.
+SPEC = """
+[study]
+name = "shared"
+seeds = 4
+seed = 11
+
+[data]
+name = "circles"
+
+[model]
+name = "mlp"
+hidden = [16]
+
+[train]
+epochs = 60
+batch_size = 8
+validate_every = 20
+
+[[arms]]
+name = "baseline"
+
+[[arms]]
+name = "input"
+noise = [{ type = "gaussian", where = "input", stddev = 0.2 }]
+
+[[arms]]
+name = "pre"
+noise = [{ type = "gaussian", where = "pre_activation", stddev = 0.2 }]
+
+[[arms]]
+name = "post"
+noise = [{ type = "gaussian", where = "post_activation", stddev = 0.2 }]
+"""
+KEYS = {(arm, r) for arm in ("baseline", "input", "pre", "post") for r in range(4)}
+
+
+def _command(spec, store, *extra):
+    return [sys.executable, "-m", "noisewise.cli", "run", str(spec), "--store", str(store),
+            "--no-report", *extra]
+
+
+def _env():
+    return {**os.environ, "KERAS_BACKEND": keras.backend.backend(), "OMP_NUM_THREADS": "1"}
+
+
+def _runs(path):
+    """``{(arm, replica): (status, attempts, final)}`` of every stored run, and the row count."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT arm, replica, status, attempts, final_json FROM runs").fetchall()
+    finally:
+        con.close()
+    return {(a, r): (s, n, f) for a, r, s, n, f in rows}, len(rows)
+
+
+def _stored(path):
+    try:
+        return _runs(path)[1]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def _trained(stderr):
+    found = re.search(r"(\d+) run\(s\) trained", stderr)
+    assert found, stderr
+    return int(found.group(1))
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_store_train_each_run_once(tmp_path):
+    spec = tmp_path / "shared.toml"
+    spec.write_text(SPEC)
+    store = tmp_path / "shared.db"
+    Store(store).close()  # both processes open an existing store
+    procs = [subprocess.Popen(_command(spec, store), env=_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    runs, count = _runs(store)
+    assert set(runs) == KEYS and count == len(KEYS)
+    assert all(status == "done" and attempts == 1 for status, attempts, _ in runs.values())
+    trained = [_trained(e) for e in errs]
+    assert sum(trained) == len(KEYS)  # split between them, nothing trained twice
+    # The one that finished last waited for the other's runs and says so.
+    assert any("by other processes sharing the store" in e for e in errs), errs
+
+    # The same numbers as one process alone (same seeds, same backend).
+    alone = Study(str(spec)).run(store=tmp_path / "alone.db", quiet=True)
+    alone_runs, _ = _runs(alone.store)
+    assert {k: v[2] for k, v in alone_runs.items()} == {k: v[2] for k, v in runs.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="claims expire alike on every backend; the JAX run checks it")
+def test_a_stopped_process_claims_expire_and_the_other_finishes_the_study(tmp_path):
+    # SIGSTOP keeps the process alive (its pid runs) but stops its heartbeat: only
+    # the time to live frees its claims. The other process takes them over.
+    spec = tmp_path / "shared.toml"
+    spec.write_text(SPEC)
+    store = tmp_path / "shared.db"
+    first = subprocess.Popen(_command(spec, store, "--claim-ttl", "3", "--quiet"), env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        # Stop it between two chunks, not inside a write: a chunk's four runs are
+        # written back to back, then the next chunk (claimed) trains for seconds.
+        deadline = time.monotonic() + 300
+        while True:
+            assert first.poll() is None, first.stderr.read()
+            assert time.monotonic() < deadline, "no chunk stored in time"
+            n = _stored(store)
+            if n and n % 4 == 0 and n < len(KEYS):
+                time.sleep(0.2)
+                if _stored(store) == n:
+                    break
+            time.sleep(0.05)
+        first.send_signal(signal.SIGSTOP)
+        second = subprocess.run(_command(spec, store, "--claim-ttl", "3"), env=_env(),
+                                capture_output=True, text=True, timeout=600)
+        assert second.returncode == 0, second.stderr
+        runs, count = _runs(store)
+        assert set(runs) == KEYS and count == len(KEYS)
+        assert all(status == "done" and attempts == 1 for status, attempts, _ in runs.values())
+        assert _trained(second.stderr) == len(KEYS) - n  # the stopped one's claims included
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        first.stderr.close()
+    # Resumed or not, the stopped process wrote nothing twice.
+    assert _runs(store)[1] == len(KEYS)
