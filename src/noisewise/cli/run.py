@@ -26,11 +26,55 @@ def add_parser(subparsers):
     p.add_argument("--workers", type=positive,
                    help="processes the vectorised executor trains in, one core each "
                         "(default 1; for machines with many cores)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="train on Dask distributed: local:N (a local cluster of N worker "
+                        "processes), tcp://HOST:PORT (a running scheduler) or a scheduler "
+                        "file (scheduler.json); needs noisewise[distributed]")
+    p.add_argument("--claim-ttl", type=_seconds, metavar="SECONDS",
+                   help="seconds a claim on a run lives without a heartbeat (default 60): "
+                        "processes sharing a store claim each run before training it and "
+                        "take over a claim whose process stopped")
     p.add_argument("--metric", help=METRIC_HELP)
     p.add_argument("--no-report", action="store_true",
                    help="do not write the HTML report next to the store")
     p.set_defaults(func=run)
     return p
+
+
+def _seconds(text):
+    """argparse type: a positive, finite number of seconds."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds. Received: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds. Received: {text!r}")
+    return value
+
+
+def _executor(args):
+    """The executor the arguments ask for: ``args.executor``, or a Dask executor for --cluster."""
+    if args.cluster is None:
+        return args.executor
+    for flag, given in (("--executor", args.executor != "auto"), ("--workers", args.workers)):
+        if given:
+            raise UsageError(f"noisewise run: {flag} does not apply with --cluster (the cluster's "
+                             f"workers train, vectorised when the study allows it). Received: "
+                             f"--cluster {args.cluster} {flag} "
+                             f"{args.executor if flag == '--executor' else args.workers}")
+    from noisewise.study.execute.dask import DaskExecutor
+
+    try:
+        return DaskExecutor(args.cluster, log=None if args.quiet else _log)
+    except ValueError as e:
+        raise UsageError(f"noisewise run: --cluster: {e}") from None
+
+
+def _log(line):
+    print(printable(f"noisewise: {line}"), file=sys.stderr)
 
 
 def _every_run_diverged(c):
@@ -55,14 +99,23 @@ def run(args):
         # unknown name costs no training (with a [robustness] table the names are
         # not all known yet; the table checks it against the stored runs).
         check_metric([], args.metric, spec.name, spec.to_dict())
-    outcome = Study(spec).run(store=args.store, new=args.new, quiet=args.quiet,
-                              executor=args.executor, workers=args.workers)
+    executor = _executor(args)
+    try:
+        outcome = Study(spec).run(store=args.store, new=args.new, quiet=args.quiet,
+                                  executor=executor, workers=args.workers,
+                                  claim_ttl=args.claim_ttl)
+    finally:
+        if hasattr(executor, "close"):
+            executor.close()
     err = console(stderr=True)
     if not args.quiet:
         diverged = getattr(outcome, "diverged", 0)
         kept = getattr(outcome, "kept", 0)
+        elsewhere = getattr(outcome, "elsewhere", 0)
         err.print(printable(f"{outcome.ran} run(s) trained"
                             + (f" ({diverged} diverged)" if diverged else "")
+                            + (f", {elsewhere} by other processes sharing the store"
+                               if elsewhere else "")
                             + f", {outcome.skipped} reused from the store"
                             + (f" ({kept} more stored, not in this spec)" if kept else "")
                             + f", {outcome.wall_s:.1f} s; store {outcome.store}"), markup=False)

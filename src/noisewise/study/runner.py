@@ -150,7 +150,8 @@ class _Progress:
         self.study = self.bar.add_task("runs", total=total)
         self.run = self.bar.add_task("epochs", total=epochs, visible=False)
         self._last = 0.0
-        self.epochs, self.ended, self.partial, self.others = epochs, 0, 0.0, 0
+        self.epochs, self.ended, self.others = epochs, 0, 0
+        self.partials, self.chunk_of = {}, {}  # first run's key -> runs' worth trained; run -> chunk
 
     def __enter__(self):
         if self.bar is not None:
@@ -184,16 +185,29 @@ class _Progress:
         who = (f"{first.arm.name} #{first.replica}" if len(plans) == 1 else
                f"{first.arm.name} #{first.replica}-{last.replica}" if first.arm.name == last.arm.name
                else f"{len(plans)} runs")
-        self.partial = len(plans) * epoch / self.epochs
+        # Several chunks may train at once (on a cluster): each keeps its own share.
+        chunk = plans[0].key
+        for plan in plans:
+            self.chunk_of[plan.key] = chunk
+        self.partials[chunk] = len(plans) * epoch / self.epochs
         self.bar.update(self.run, completed=epoch, visible=True,
                         description=escape(f"{who} ({len(plans)} together)" if len(plans) > 1 else who))
         self.bar.update(self.study, completed=self.ended + self.partial + self.others)
+
+    @property
+    def partial(self):
+        """Runs' worth of epochs trained by the chunks still training."""
+        return sum(self.partials.values())
 
     def end_run(self, result):
         if self.bar is not None:
             self.bar.update(self.run, completed=len(result.history.get("loss", [])))
             self.ended += 1
-            self.partial = max(0.0, self.partial - 1)
+            chunk = self.chunk_of.pop(result.key, None)
+            if chunk in self.partials:  # its share of the chunk is now a finished run
+                self.partials[chunk] = max(0.0, self.partials[chunk] - 1)
+                if chunk not in self.chunk_of.values():
+                    del self.partials[chunk]
             self.failed += result.status == "failed"
             self.diverged += result.status == "diverged"
             lost = [f"{n} {what}" for n, what in ((self.failed, "failed"),

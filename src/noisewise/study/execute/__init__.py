@@ -1,11 +1,12 @@
 """Executors: what trains a study's runs.
 
 One contract (:class:`Executor`: ``run(plans, hooks) -> iterator of
-RunResult``) and two implementations: :class:`FitExecutor` (one Keras
-``fit`` per run, any backend) and :class:`VmapExecutor` (replicas of a
-structure under ``jax.vmap``, JAX only). Both turn a run's epoch logs into a
-:class:`RunResult` with :func:`result_from_history`, so the store and the
-report read one layout whatever trained the run.
+RunResult``) and three implementations: :class:`FitExecutor` (one Keras
+``fit`` per run, any backend), :class:`VmapExecutor` (replicas of a
+structure under ``jax.vmap``, JAX only) and :class:`DaskExecutor` (either
+of them, unit by unit, as tasks on a Dask cluster). All turn a run's epoch
+logs into a :class:`RunResult` with :func:`result_from_history`, so the
+store and the report read one layout whatever trained the run.
 
 Example:
     >>> from noisewise.study import Study
@@ -29,6 +30,7 @@ from noisewise.study.execute.base import (
     summarize_history,
     validated_epochs,
 )
+from noisewise.study.execute.dask import DaskExecutor  # imports distributed only when made
 from noisewise.study.execute.fit import FitExecutor
 from noisewise.study.execute.prepare import make_optimizer, prepare_model
 from noisewise.study.execute.types import RunPlan, RunResult, versions
@@ -36,6 +38,7 @@ from noisewise.study.execute.vmap import DEFAULT_CHUNK, VmapExecutor, unsupporte
 
 __all__ = [
     "DEFAULT_CHUNK",
+    "DaskExecutor",
     "Executor",
     "FitExecutor",
     "RunHooks",
