@@ -1,6 +1,6 @@
-"""Many `noisewise run` processes on one store: each run is claimed, trained once, and
-the claims of a stopped process are taken over (those of a killed one: see
-test_runner.py's killed-study test)."""
+"""Many `noisewise run` processes on one store: each run is claimed and trained once,
+and the claims of a killed or stopped process are taken over (a killed study
+resumed alone: test_runner.py's killed-study test)."""
 
 import os
 import re
@@ -53,6 +53,23 @@ name = "post"
 noise = [{ type = "gaussian", where = "post_activation", stddev = 0.2 }]
 """
 KEYS = {(arm, r) for arm in ("baseline", "input", "pre", "post") for r in range(4)}
+EIGHT_MORE = """
+[[arms]]
+name = "in_uniform"
+noise = [{ type = "uniform", where = "input", amplitude = 0.2 }]
+
+[[arms]]
+name = "pre_uniform"
+noise = [{ type = "uniform", where = "pre_activation", amplitude = 0.2 }]
+
+[[arms]]
+name = "in_mult"
+noise = [{ type = "multiplicative", where = "input", stddev = 0.2 }]
+
+[[arms]]
+name = "post_drop"
+noise = [{ type = "dropout", where = "post_activation", rate = 0.2 }]
+"""
 
 
 def _command(spec, store, *extra):
@@ -149,3 +166,62 @@ def test_a_stopped_process_claims_expire_and_the_other_finishes_the_study(tmp_pa
         first.stderr.close()
     # Resumed or not, the stopped process wrote nothing twice.
     assert _runs(store)[1] == len(KEYS)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(keras.backend.backend() != "jax",
+                    reason="claims are taken over alike on every backend; the JAX run checks it")
+def test_killing_one_of_two_processes_leaves_the_other_to_finish_the_study(tmp_path):
+    # Eight structures (a process holds claims on two chunks at a time: the one
+    # training and the next, prepared meanwhile), a few seconds each.
+    spec = tmp_path / "shared.toml"
+    spec.write_text(SPEC.replace("epochs = 60", "epochs = 3000") + EIGHT_MORE)
+    keys = KEYS | {(arm, r) for arm in ("in_uniform", "pre_uniform", "in_mult", "post_drop")
+                   for r in range(4)}
+    store = tmp_path / "shared.db"
+    # Claims live 600 s: the survivor takes over the killed one's claims because its
+    # process is gone, not because they expired.
+    def start(*extra):
+        return subprocess.Popen(_command(spec, store, "--claim-ttl", "600", *extra), env=_env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def wait_for(condition, what):
+        deadline = time.monotonic() + 300
+        while not condition():
+            assert first.poll() is None, f"the first process ended before {what}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
+    first = start("--quiet")
+    second = None
+    try:
+        wait_for(lambda: _stored(store) >= 2, "its first runs")
+        before = _stored(store)  # all the first process's
+        second = start()
+        wait_for(lambda: any(c.pid == second.pid and c.live for c in _claims(store)),
+                 "the second process to claim runs")
+        first.send_signal(signal.SIGKILL)  # mid-study: it holds claims on what it trains
+        first.wait()
+        at_kill = _stored(store)
+        _, err = second.communicate(timeout=600)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        first.stderr.close()
+    assert second.returncode == 0, err
+    runs, count = _runs(store)
+    assert set(runs) == keys and count == len(keys)
+    assert all(status == "done" and attempts == 1 for status, attempts, _ in runs.values())
+    # It trained every run not stored when the first died (the first's claimed runs
+    # included), and none of those the first had stored before it started.
+    assert len(keys) - at_kill <= _trained(err) <= len(keys) - before
+
+
+def _claims(path):
+    try:
+        with Store(path, readonly=True) as db:
+            return db.claims(db.study("shared")["id"])
+    except Exception:  # noqa: BLE001 -- not created yet
+        return []
