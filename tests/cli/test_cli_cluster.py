@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import raw, run_cli
+from conftest import raw, run_cli
 
 SPEC = """
 [study]

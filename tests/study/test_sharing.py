@@ -15,43 +15,15 @@ import pytest
 
 from noisewise.study import Study
 from noisewise.study.store import Store
+from test_runner import KILL_SPEC
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 
-# Four structures (four chunks of the vectorised executor, claimed one by one) x 4 seeds.
-SPEC = """
-[study]
-name = "shared"
-seeds = 4
-seed = 11
-
-[data]
-name = "circles"
-
-[model]
-name = "mlp"
-hidden = [16]
-
-[train]
-epochs = 60
-batch_size = 8
-validate_every = 20
-
-[[arms]]
-name = "baseline"
-
-[[arms]]
-name = "input"
-noise = [{ type = "gaussian", where = "input", stddev = 0.2 }]
-
-[[arms]]
-name = "pre"
-noise = [{ type = "gaussian", where = "pre_activation", stddev = 0.2 }]
-
-[[arms]]
-name = "post"
-noise = [{ type = "gaussian", where = "post_activation", stddev = 0.2 }]
-"""
+# test_runner.py's killed study: four structures (four chunks of the vectorised
+# executor, claimed one by one), here x 4 seeds.
+SPEC = (KILL_SPEC.replace('name = "killed"', 'name = "shared"').replace("seeds = 6", "seeds = 4")
+        .replace("epochs = 20", "epochs = 60").replace("validate_every = 5", "validate_every = 20"))
+assert 'name = "shared"' in SPEC and "seeds = 4" in SPEC and "epochs = 60" in SPEC
 KEYS = {(arm, r) for arm in ("baseline", "input", "pre", "post") for r in range(4)}
 EIGHT_MORE = """
 [[arms]]

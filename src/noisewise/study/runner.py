@@ -367,8 +367,10 @@ class Study:
             quiet: No progress bars.
             executor: ``"auto"`` (the vectorised JAX executor when it can run
                 every run, else one ``fit`` per run, saying why in one line),
-                ``"vmap"`` (vectorised; an error if it cannot), ``"fit"``, or
-                an :class:`~noisewise.study.execute.Executor` (an object with
+                ``"vmap"`` (vectorised; an error if it cannot), ``"fit"``, a
+                ``distributed.Client`` (its cluster trains the study: see
+                :class:`~noisewise.study.execute.DaskExecutor`), or an
+                :class:`~noisewise.study.execute.Executor` (an object with
                 ``run(plans, hooks)``).
             log: ``callable(str)`` for that line (default: stderr unless quiet).
             workers: Processes the vectorised executor trains in (default 1;
@@ -429,9 +431,9 @@ class Study:
         while pending:
             claimed_before = len(sharing.tried)
             hooks = dataclasses.replace(progress.hooks, claim=sharing.claim)
-            batch = pending
-            if not lazy:  # an executor that knows nothing of claims: claim its plans first
-                batch, hooks = sharing.claim(pending), progress.hooks
+            batch = sharing.claimable(pending)
+            if not lazy and batch:  # an executor that knows nothing of claims: claim its plans first
+                batch, hooks = sharing.claim(batch), progress.hooks
             for result in executor.run(batch, hooks) if batch else ():
                 db.write_run(study_id, result)
                 counts[result.status] += 1
@@ -445,6 +447,10 @@ class Study:
 
     def _executor(self, choice, log, workers=None):
         allowed = ("auto", "vmap", "fit")
+        if type(choice).__name__ == "Client" and type(choice).__module__.startswith("distributed"):
+            from noisewise.study.execute.dask import DaskExecutor  # the optional extra's
+
+            choice = DaskExecutor(client=choice, log=log)  # the client stays the caller's
         if not isinstance(choice, str):
             if not isinstance(choice, Executor):
                 raise ValueError(f"`executor` must be one of {allowed} or an executor object "

@@ -102,6 +102,9 @@ class Sharing:
             out.append(plan)
         return out
 
-    def held_elsewhere(self) -> int:
-        """Live claims other processes hold on this study's runs."""
-        return sum(c.live and c.owner != self.owner for c in self.db.claims(self.study_id))
+    def claimable(self, plans: Sequence[RunPlan]) -> list[RunPlan]:
+        """The plans of ``plans`` no other process holds a live claim on (a read:
+        a process waiting for others does not take the write lock every poll)."""
+        held = {(c.arm, c.replica) for c in self.db.claims(self.study_id)
+                if c.live and c.owner != self.owner}
+        return [plan for plan in plans if plan.key not in held]
