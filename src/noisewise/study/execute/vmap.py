@@ -55,9 +55,10 @@ from noisewise.study.execute.types import RunPlan, RunResult
 DEFAULT_CHUNK = 32
 # A chunk's epochs train in this many compiled blocks, queued at once from a
 # thread; each block's end moves the progress bar. One circles chunk (30
-# replicas x 4000 epochs, 2 cores, medians of 7 interleaved runs): 50 blocks
-# 0.999x the time of one block, best times 4.446 s against 4.430 s (+0.4%);
-# 200 blocks 1.031x (benchmarks/bench_progress.py).
+# replicas x 4000 epochs, 2 cores, medians of 7 interleaved runs, compiling
+# excluded): 50 blocks 1.04x and 1.12x the time of one block in two runs (best
+# times 3.42 s against 3.78 s, 3.67 s against 3.59 s), 200 blocks 0.97x and
+# 1.09x: within the machine's run-to-run spread (benchmarks/bench_progress.py).
 PROGRESS_BLOCKS = 50
 
 
@@ -435,6 +436,9 @@ class VmapExecutor:
             they finish, from whichever worker.
         fallback: The :class:`FitExecutor` a failed chunk is trained with
             (default: a new one).
+        blocks: Compiled blocks per chunk (default :data:`PROGRESS_BLOCKS`).
+        max_programs: Compiled programs kept between chunks (default 1: the
+            structure training now).
     """
 
     permutation_cache_bytes = 256 * 2**20
@@ -443,13 +447,16 @@ class VmapExecutor:
     claims_before_training = True
 
     def __init__(self, chunk_size: int | None = None, workers: int | None = None,
-                 fallback: FitExecutor | None = None, blocks: int | None = None):
+                 fallback: FitExecutor | None = None, blocks: int | None = None,
+                 max_programs: int = 1):
         self.chunk_size = None if chunk_size is None else check_int("chunk_size", chunk_size,
                                                                      low=1)
         self.blocks = None if blocks is None else check_int("blocks", blocks, low=1)
         self.workers = check_int("workers", 1 if workers is None else workers, low=1)
         self.fallback = fallback if fallback is not None else FitExecutor()
+        self.max_programs = check_int("max_programs", max_programs, low=1)
         self._permutations = collections.OrderedDict()
+        self._programs = collections.OrderedDict()  # (id(data), structure) -> (data, _Program)
 
     def replicas_at_once(self, seeds: int) -> int:
         """Replicas this executor holds in memory at once for a study of ``seeds`` seeds."""
@@ -500,31 +507,47 @@ class VmapExecutor:
         launched; only the runs it returns train (padded to the chunk's size as
         ever, so the compiled program is reused).
         """
-        program, key, pending = None, None, None
+        pending = None
         for chunk, size in units:
             if claim is not None:
                 chunk = list(claim(chunk))
                 if not chunk:
                     continue
+            key = (id(chunk[0].data), structure_key(chunk[0]))
             try:
-                if structure_key(chunk[0]) != key:  # units come grouped by structure
-                    program, key = None, structure_key(chunk[0])
-                    program = _Program(chunk[0], self.permutations, self.blocks)
-                launched = (chunk, program, program.launch(chunk, size))
+                program = self._program(key, chunk[0])
+                launched = (chunk, key, program, program.launch(chunk, size))
             except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
-                launched = (chunk, None, e)
+                launched = (chunk, key, None, e)
             if pending is not None:
                 yield from self._finish(*pending, on_block)
             pending = launched
         if pending is not None:
             yield from self._finish(*pending, on_block)
 
-    def _finish(self, chunk, program, launched, on_block=None):
+    def _program(self, key, plan):
+        """The compiled program of ``key`` (dataset, structure), built on first use.
+
+        The last ``max_programs`` are kept (an entry keeps its dataset alive, so
+        its id stays its own). Units come grouped by structure, so one is enough
+        for a study in this process; a Dask worker, which trains the units it is
+        sent in any order, keeps several.
+        """
+        entry = self._programs.get(key)
+        if entry is None:
+            entry = self._programs[key] = (plan.data, _Program(plan, self.permutations, self.blocks))
+            while len(self._programs) > self.max_programs:
+                self._programs.popitem(last=False)
+        self._programs.move_to_end(key)
+        return entry[1]
+
+    def _finish(self, chunk, key, program, launched, on_block=None):
         try:
             if program is None:
                 raise launched
             results = list(program.finish(launched, on_block))
         except Exception as e:  # noqa: BLE001 -- the per-run path is always correct
+            self._programs.pop(key, None)  # a program that failed is not reused
             warnings.warn(f"vectorised training failed ({type(e).__name__}: {e}); "
                           f"running these {len(chunk)} runs one fit each", stacklevel=3)
             results = (self.fallback.run_one(plan) for plan in chunk)
