@@ -68,3 +68,11 @@ def test_a_study_runs_on_a_local_cluster_and_resumes(capsys, spec, tmp_path):
     code, _, err = run_cli(capsys, "run", str(spec), "--store", str(store), "--cluster",
                            "local:1", "--no-report")
     assert code == 0 and "0 run(s) trained, 6 reused" in err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_a_bad_claim_ttl_is_refused_naming_it(capsys, spec, tmp_path, value):
+    code, _, err = run_cli(capsys, "run", str(spec), "--store", str(tmp_path / "s.db"),
+                           "--claim-ttl", value)
+    assert code == 2 and "--claim-ttl" in err and repr(value) in err
+    assert not (tmp_path / "s.db").exists()

@@ -1,6 +1,7 @@
 """Argument helpers shared by the subcommand parsers (argparse only: nothing heavy)."""
 
 import argparse
+import math
 import sys
 
 from noisewise.cli._errors import UsageError
@@ -29,3 +30,13 @@ def positive(text):
         raise argparse.ArgumentTypeError(f"must be >= 1. Received: {value}")
     return value
 
+
+def seconds(text):
+    """argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds. Received: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds. Received: {text!r}")
+    return value

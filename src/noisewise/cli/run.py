@@ -3,7 +3,7 @@
 import sys
 
 from noisewise.cli import _choices
-from noisewise.cli._args import METRIC_HELP, positive
+from noisewise.cli._args import METRIC_HELP, positive, seconds
 from noisewise.cli._errors import EXIT_FAILED, EXIT_OK, UsageError, os_error
 from noisewise.cli._output import console, print_study, printable
 from noisewise.study.defaults import DEFAULT_STORE, check_metric
@@ -30,7 +30,7 @@ def add_parser(subparsers):
                    help="train on Dask distributed: local:N (a local cluster of N worker "
                         "processes), tcp://HOST:PORT (a running scheduler) or a scheduler "
                         "file (scheduler.json); needs noisewise[distributed]")
-    p.add_argument("--claim-ttl", type=_seconds, metavar="SECONDS",
+    p.add_argument("--claim-ttl", type=seconds, metavar="SECONDS",
                    help="seconds a claim on a run lives without a heartbeat (default 60): "
                         "processes sharing a store claim each run before training it and "
                         "take over a claim whose process stopped")
@@ -39,20 +39,6 @@ def add_parser(subparsers):
                    help="do not write the HTML report next to the store")
     p.set_defaults(func=run)
     return p
-
-
-def _seconds(text):
-    """argparse type: a positive, finite number of seconds."""
-    import argparse
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds. Received: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds. Received: {text!r}")
-    return value
 
 
 def _executor(args):
