@@ -82,6 +82,9 @@ def test_rerun_resumes_and_show_reads_the_store(study, capsys):
     assert code == 0 and shown == first
     code, latest, _ = run_cli(capsys, "show", "--store", store)
     assert code == 0 and latest == first
+    # Every seed is paired: the small-sample warning is said once, not again for the pairs.
+    assert "only 2 seeds: intervals are wide" in shown
+    assert "paired seeds: intervals are wide" not in shown
 
 
 def test_list_and_export(study, capsys):

@@ -242,7 +242,9 @@ def _print_after(out, store, info, metric, runs, arms, counts, summary, comparis
             for part in (note or "").split("; "):
                 if part:
                     notes.setdefault(part, []).append(arm)
-        for obj in (s, c):
+        # "only 2 paired seeds" repeats "only 2 seeds" when every seed is paired.
+        same_n = c is not None and s.warning and getattr(c, "n", None) == getattr(s, "n", None)
+        for obj in (s,) if same_n else (s, c):
             text = getattr(obj, "warning", None)
             if text and arm not in warns.setdefault(text, []):
                 warns[text].append(arm)
