@@ -171,7 +171,8 @@ def test_the_vocabulary_matches_the_constructors():
 
 def test_json_schema_describes_the_spec_and_accepts_every_normalised_example():
     schema = json_schema()
-    assert set(schema["properties"]) == {"study", "data", "model", "train", "arms", "robustness"}
+    assert set(schema["properties"]) == {"study", "data", "model", "train", "arms", "robustness",
+                                         "audit"}
     assert schema["additionalProperties"] is False
     for path in sorted((ROOT / "examples").glob("*.toml")):
         typed(load_spec(path).to_dict())

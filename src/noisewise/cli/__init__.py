@@ -12,6 +12,8 @@ Subcommands::
     noisewise report [STUDY] [--store PATH] [-o FILE] [--force]
     noisewise robustness MODEL.keras --data NAME|FILE.npz ... [--json FILE] [--force]
     noisewise augment preview SPEC --image FILE|--dataset NAME -o grid.png [--force]
+    noisewise audit SPEC [--folds K] [--epochs N] [--fail-on leakage=0,label=0.05] [--json]
+                    [--seed S] [--checks NAME,...]
     noisewise schema
     noisewise --version
 
@@ -40,7 +42,9 @@ Exit codes (:mod:`noisewise.cli._errors`): 0 success, 1 runtime failure (some
 runs failed, every run of an arm diverged, or an unexpected error), 2 bad
 usage, invalid spec or data, no such study, or a refused output file, 3 store
 error (not a noisewise store, unwritable, or the study exists with a different
-spec, data or code), 130 interrupted. Every failure is one line on stderr;
+spec, data or code), 4 data audit failed (``audit``, or ``run`` with an
+``[audit]`` table: a ``fail_on`` threshold exceeded, nothing trained), 130
+interrupted. Every failure is one line on stderr;
 ``noisewise --debug ...`` adds the traceback. Messages go to stderr, results
 to stdout; output piped into a reader that stops early (``| head``) ends
 quietly.
@@ -55,7 +59,7 @@ import os
 import sys
 
 from noisewise import __version__
-from noisewise.cli import augment, export, listing, plan, report, robustness, run, schema, show
+from noisewise.cli import audit, augment, export, listing, plan, report, robustness, run, schema, show
 from noisewise.cli._args import Parser
 from noisewise.cli._errors import EXIT_OK, outcome
 from noisewise.cli._output import printable
@@ -63,7 +67,7 @@ from noisewise.cli._output import printable
 # TensorFlow's C++ start-up chatter would bury the table; the user can still set it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SUBCOMMANDS = (run, show, plan, listing, export, report, robustness, augment, schema)
+SUBCOMMANDS = (run, show, plan, listing, export, report, robustness, augment, audit, schema)
 
 __all__ = ["build_parser", "main"]
 
@@ -105,8 +109,8 @@ def main(argv=None):
     """Entry point of the ``noisewise`` console script; returns the exit code.
 
     Every failure becomes one line on stderr and an exit code: 2 bad usage,
-    spec, data or output path; 3 store error; 1 runs failed or an unexpected
-    error; 130 interrupted. ``noisewise --debug ...`` prints the traceback too.
+    spec, data or output path; 3 store error; 4 data audit failed; 1 runs
+    failed or an unexpected error; 130 interrupted. ``noisewise --debug ...`` prints the traceback too.
     """
     argv = sys.argv[1:] if argv is None else [os.fspath(a) for a in argv]
     debug = "--debug" in argv

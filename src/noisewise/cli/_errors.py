@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 1 runtime failure (some runs failed, every run of an
 arm diverged, or an unexpected error); 2 bad usage, invalid spec or data, no
-such study, an unknown metric, or a refused output file; 3 store error; 130
+such study, an unknown metric, or a refused output file; 3 store error; 4 the
+data audit failed (a ``fail_on`` threshold exceeded: ``noisewise audit``, or
+``noisewise run`` with an ``[audit]`` table, before anything trains); 130
 interrupted.
 """
 
@@ -14,6 +16,7 @@ from noisewise._core.files import OutputRefused
 from noisewise.study.defaults import UnknownMetric
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
+EXIT_AUDIT = 4
 EXIT_INTERRUPTED = 130
 
 # A path the user named cannot be written: their mistake (2), not noisewise's (1).
@@ -56,7 +59,10 @@ def outcome(e: BaseException) -> tuple[int | None, str | None]:
     # Start-up time: the study package (and Keras behind it) loads only when an
     # error may have come from it, never for a usage error or --help.
     from noisewise.study import SpecError, StoreError
+    from noisewise.study.audit.result import AuditFailed
 
+    if isinstance(e, AuditFailed):
+        return EXIT_AUDIT, f"noisewise: {e}"
     if isinstance(e, SpecError):
         return EXIT_USAGE, f"noisewise: invalid spec: {e}"
     if isinstance(e, StoreError):

@@ -332,6 +332,13 @@ class Study:
             params = max(params, sum(math.prod(v.shape) for v in model.weights))
         return params
 
+    def audit(self, *, folds=None, epochs=None, checks=None, seed=None, fail_on=None):
+        """Audit the study's data (:func:`noisewise.study.audit.audit`); returns an
+        :class:`~noisewise.study.audit.AuditResult`."""
+        from noisewise.study.audit import audit  # the learned checks load cleanlab
+
+        return audit(self, folds=folds, epochs=epochs, checks=checks, seed=seed, fail_on=fail_on)
+
     def check_size(self, params, store_path, executor):
         """Refuse (SpecError) a study whose memory or store size cannot fit ``executor``
         on this machine (an executor other than the vectorised one is taken to
@@ -396,6 +403,7 @@ class Study:
         params = self.check()
         for note in getattr(self.data, "notes", ()):
             log(note)
+        audited = self._audit_first(log)
         executor = self._executor(executor, log, workers)
         target = resolve_store(self.spec, store)
         self.check_size(params, target.path if isinstance(target, Store) else target, executor)
@@ -404,6 +412,8 @@ class Study:
         db = Store(target) if owned else target
         try:
             study_id = db.open_study(self.spec, new=new, fingerprint=fingerprint)
+            if audited is not None:
+                db.write_audit(study_id, audited.to_dict())
             # A grown study reuses every stored run whose identity the spec still
             # asks for (the store matches identities): only the others train.
             todo = self.plans(skip=db.done_keys(study_id))
@@ -421,6 +431,20 @@ class Study:
         finally:
             if owned:
                 db.close()
+
+    def _audit_first(self, log):
+        """The spec's ``[audit]``, before the store is touched or anything trains;
+        AuditFailed (one line: check, count, threshold) when a threshold is exceeded."""
+        if self.spec.audit is None:
+            return None
+        from noisewise.study.audit import AuditFailed
+
+        result = self.audit()
+        log(f"data audit: {sum(c.status == 'found' for c in result.checks.values())} check(s) "
+            f"found something, {len(result.skipped)} skipped, {result.wall_s:.1f} s")
+        if not result.passed:
+            raise AuditFailed(result)
+        return result
 
     @staticmethod
     def _train_shared(todo, executor, db, study_id, sharing, progress, counts):

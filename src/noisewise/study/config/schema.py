@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field
 
 from noisewise.augment.image import TRANSFORMS
 from noisewise.robust import config as robust_config
+from noisewise.study.audit.result import CHECKS as AUDIT_CHECKS
 from noisewise.study import datasets, models
 from noisewise.study.config import vocabulary
 from noisewise.study.config.sections import (
@@ -154,9 +155,19 @@ class StudySchema(pydantic.BaseModel):
 
 def json_schema():
     """The JSON Schema of a study spec (for editors that complete and check spec files)."""
+_Threshold = Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, lt=1)]
+_AuditSection = pydantic.create_model(
+    "AuditSection", __config__=_STRICT,
+    folds=(Annotated[int, Field(ge=2, le=100)] | None, None),
+    epochs=(Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None, None),
+    fail_on=(dict[Literal[AUDIT_CHECKS], _Threshold], {}),
+    checks=(list[Literal[AUDIT_CHECKS]] | None, None))
+
+
     return StudySchema.model_json_schema()
 
 
 def typed(normalised):
     """A normalised spec dict as a :class:`StudySchema` (raises pydantic's ValidationError)."""
     return StudySchema.model_validate(normalised)
+    audit: _AuditSection | None = None

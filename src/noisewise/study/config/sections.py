@@ -18,7 +18,7 @@ TRAIN_DEFAULTS = {
     "epochs": 100, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.001,
     "optimizer_options": {}, "loss": "auto", "metrics": ["accuracy"], "validate_every": 1,
 }
-SECTIONS = ("study", "data", "model", "train", "arms", "robustness")
+SECTIONS = ("study", "data", "model", "train", "arms", "robustness", "audit")
 # Hard caps, checked before anything runs: a billion seeds or epochs once grew
 # memory until the system killed the process. What fits this machine (memory
 # of a chunk, size of the stored curves) is the runner's pre-flight.
@@ -470,3 +470,32 @@ def check_robustness(entries):
         if clip is None or isinstance(clip, str):  # as check_clip reads it: None is "none"
             entries["clip"] = "none" if clip is None else clip.lower()
     return entries
+
+
+AUDIT_KEYS = ("folds", "epochs", "fail_on", "checks")
+
+
+def check_audit(entries):
+    """The optional ``[audit]`` table: the data audit run before training
+    (:mod:`noisewise.study.audit`); not part of any run's identity."""
+    if entries is None:
+        return None
+    from noisewise.study.audit.result import CHECKS, check_thresholds  # no Keras
+
+    entries = copy.deepcopy(table(entries, "audit"))
+    unknown(entries, AUDIT_KEYS, "audit")
+    out = {}
+    if "folds" in entries:
+        out["folds"] = integer("audit.folds", entries["folds"], 2, 100)
+    if "epochs" in entries:
+        out["epochs"] = integer("audit.epochs", entries["epochs"], 1, MAX_EPOCHS)
+    if "fail_on" in entries:
+        out["fail_on"] = _python(check_thresholds, table(entries["fail_on"], "audit.fail_on"),
+                                 path="audit.fail_on")
+    if "checks" in entries:
+        checks = entries["checks"]
+        if not isinstance(checks, list) or not all(c in CHECKS for c in checks):
+            fail("audit.checks", f"must be a list of check names among {', '.join(CHECKS)}. "
+                 f"Received: {checks!r}")
+        out["checks"] = list(dict.fromkeys(checks))
+    return out

@@ -50,6 +50,7 @@ class StudySpec:
     base_dir: str
     _normalised: dict = dataclasses.field(repr=False)
     robustness: dict = None
+    audit: dict = None  # the [audit] table: checked before training, in no run's identity
 
     def to_dict(self):
         """The normalised spec as a plain dict (arms unexpanded, grids kept)."""
@@ -164,6 +165,7 @@ def validate(raw, base_dir=None):
     robustness = part("robustness", sections.check_robustness, raw.get("robustness"))
     if isinstance(data, dict) and sources.is_streaming(data):
         errors.run(_streaming, data, train, arms, robustness)
+    audit = part("audit", sections.check_audit, raw.get("audit"))
     errors.raise_any()
     name, seeds, seed, store, reference = study
     reference = names[0] if reference is None else reference
@@ -174,8 +176,10 @@ def validate(raw, base_dir=None):
         **({"robustness": robustness} if robustness is not None else {}),
     }
     return StudySpec(name, seeds, seed, store, reference, _live(raw["data"], data),
+        **({"audit": audit} if audit is not None else {}),
                      _live(raw["model"], model), train, tuple(arms[1]),
-                     str(base_dir or os.getcwd()), normalised, robustness=robustness)
+                     str(base_dir or os.getcwd()), normalised, robustness=robustness,
+                     audit=audit)
 
 
 def _live(raw, normalised):

@@ -40,7 +40,28 @@ def load(store, name, metric):
         "counts": stats.run_counts(records),
         # Older stores hold diverged runs as done: their curves stay out too.
         "history": [h for h in history if h["run_id"] in done],
+        "audit": store.audit(info["id"]),
     }
+
+
+def audit_rows(audit):
+    """The stored data audit (``Store.audit``) as the report's table, or None without one:
+    ``{"rows": [(check, status, threshold, detail)], "splits": text, "settings": text,
+    "passed": bool}``."""
+    if audit is None:
+        return None
+    from noisewise.study.audit.result import AuditResult  # plain dataclasses, no Keras
+
+    result = AuditResult.from_dict(audit)
+    s = result.settings
+    learned = [n for n in ("label", "outlier", "near_duplicate")
+               if n in result.checks and result.checks[n].status != "skipped"]
+    settings = (f"{s.get('folds')} stratified folds, {s.get('epochs')} epoch(s) each, seed "
+                f"{s.get('seed')}, model {s.get('model')} of arm {s.get('arm')!r} without noise"
+                if learned else "learned checks not run")
+    return {"rows": result.rows(), "passed": result.passed, "settings": settings,
+            "splits": ", ".join(f"{k} {v} rows" for k, v in result.splits.items()),
+            "wall_s": result.wall_s}
 
 
 def align(curves):

@@ -36,6 +36,9 @@ SHARED_SECTIONS = ("data", "model", "train", "robustness")
 # [study] keys a study may change and keep its runs: seeds and reference only
 # change which runs are shown and compared; name and store do not describe runs.
 GROWABLE_STUDY_KEYS = ("name", "seeds", "reference", "store")
+# Sections that change nothing a run trains or measures ([audit]: checks of the
+# data run before training): a study changes them and keeps every run.
+UNSHARED_SECTIONS = ("audit",)
 _GRID_KEY = re.compile(r"^(noise|augment)\[(\d+)\]\.(\w+)$")
 
 
@@ -105,7 +108,7 @@ def changed_keys(old, new):
         elif a != b:
             out.append(path)
 
-    for section in sorted((set(old) | set(new)) - {"arms", "study"}):
+    for section in sorted((set(old) | set(new)) - {"arms", "study", *UNSHARED_SECTIONS}):
         walk(old.get(section), new.get(section), section)
     study_old, study_new = old.get("study") or {}, new.get("study") or {}
     for key in sorted((set(study_old) | set(study_new)) - set(GROWABLE_STUDY_KEYS)):

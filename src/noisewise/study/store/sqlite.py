@@ -346,6 +346,23 @@ class Store(ClaimsMixin, StoreFile):
         (n,) = self._con.execute(f"SELECT COALESCE(SUM(NOT {flag}), 0) {sql}", args).fetchone()
         return n
 
+    # -- the data audit of a study (noisewise.study.audit) -----------------------
+    # One JSON value per study in noisewise_meta, under "audit:<study id>": every
+    # schema version has the table, so no migration; the latest audit replaces the last.
+    def write_audit(self, study_id, audit):
+        """Store ``audit`` (a JSON-able dict) as the latest audit of the study."""
+        self._writing("store a data audit")
+        with self._transaction() as con:
+            con.execute("INSERT OR REPLACE INTO noisewise_meta VALUES (?, ?)",
+                        (f"audit:{int(study_id)}", _dumps(audit)))
+
+    @_reading
+    def audit(self, study_id):
+        """The latest stored audit of the study (a dict), or None."""
+        row = self._con.execute("SELECT value FROM noisewise_meta WHERE key = ?",
+                                (f"audit:{int(study_id)}",)).fetchone()
+        return json.loads(row[0]) if row else None
+
     def write_run(self, study_id, result):
         """Write one run (run row + all its curves) in one transaction.
 
