@@ -31,7 +31,7 @@ _LAZY = {
     "GradientNoise": "noisewise.optimizers",
     "seed_everything": "noisewise.random",
     "random": "noisewise.random",
-    "NoiseScheduler": "noisewise.layers.schedules",
+    "NoiseScheduler": "noisewise.layers.scheduler",
     "schedules": "noisewise.layers.schedules",
     "inject": "noisewise.injection",
     "injection_points": "noisewise.injection",

@@ -68,7 +68,7 @@ from noisewise.augment import _geometry
 from noisewise.augment._runner import JaxRunner, to_numpy
 from noisewise.layers._base import NoiseLayer
 from noisewise.layers.noise import poisson
-from noisewise.random import derive_seed
+from noisewise.random import derive_seed, layer_seed
 
 
 # The old name of GaussianNoise, which gained the same `sampler` argument: kept
@@ -275,9 +275,34 @@ class AugmentPipeline(keras.layers.Layer):
             need it (brightness, contrast, noise clipping, ...). ``None`` for
             non-image data.
         allow_label_mixing: Allow ``mixup``/``cutmix`` (data pipelines only).
+        probability: Probability, in [0, 1], that an example is augmented (the
+            ``p`` of StyleGAN2-ADA, Karras et al. 2020): each example of a
+            batch is drawn (from the pipeline's seed) to pass through the
+            transforms or to come out as at inference (unchanged, or
+            center-cropped); a dict batch's ``"images"`` and ``"labels"`` are
+            selected alike. It is a non-trainable variable, the pipeline's
+            level (``get_level``/``set_level``), so
+            :class:`~noisewise.NoiseScheduler` and an adaptive schedule
+            (:func:`noisewise.schedules.adaptive`) change it without
+            recompiling. At 1 (the default) every example is augmented, with
+            the transforms' draws of a pipeline without it.
+
+    Example:
+        >>> import numpy as np
+        >>> from noisewise.augment import AugmentPipeline
+        >>> aug = AugmentPipeline([{"type": "gaussian_noise", "stddev": 0.5}], seed=0,
+        ...                       value_range=None, probability=0.0)
+        >>> x = np.ones((4, 3), "float32")
+        >>> bool((aug.augment(x) == x).all())
+        True
     """
 
-    def __init__(self, spec, seed=None, value_range=(0, 255), allow_label_mixing=True, **kwargs):
+    level_name = "probability"
+    # A NoiseScheduler without `layers` drives noise layers, not this probability.
+    scheduled_by_default = False
+
+    def __init__(self, spec, seed=None, value_range=(0, 255), allow_label_mixing=True,
+                 probability=1.0, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(spec, (list, tuple)):
             raise ValueError(f"`spec` must be a list of dicts. Received: spec={spec!r}")
@@ -302,6 +327,32 @@ class AugmentPipeline(keras.layers.Layer):
             sub.supports_jit for t in self.transforms for sub in keras_compat.flatten_layers(t)
         )
         self._compiled = {}
+        self.initial_probability = check_number("probability", probability, low=0.0, high=1.0)
+        # The draws that pick the augmented examples have a seed of their own,
+        # so the transforms draw as they would without them.
+        self.selection_seed = keras.random.SeedGenerator(
+            layer_seed(None if seed is None else derive_seed(seed, "augment", "probability")))
+        self._level = self.add_weight(
+            name="probability", shape=(), dtype="float32", trainable=False,
+            initializer=keras.initializers.Constant(self.initial_probability))
+
+    @property
+    def level(self):
+        """The probability variable (a non-trainable ``keras.Variable``)."""
+        return self._level
+
+    def get_level(self) -> float:
+        """The probability of augmenting an example, as a Python float."""
+        return float(ops.convert_to_numpy(self._level.value))
+
+    def set_level(self, value: float) -> None:
+        """Set the probability (in [0, 1]); takes effect without recompiling."""
+        self._level.assign(check_number("probability", value, low=0.0, high=1.0))
+
+    def _picked(self, n):
+        """Boolean (n,): which examples of a batch of ``n`` are augmented."""
+        u = keras.random.uniform((n,), seed=self.selection_seed)
+        return ops.less(u, ops.cast(self._level.value, u.dtype))
 
     def build(self, input_shape):
         shape = input_shape
@@ -318,8 +369,14 @@ class AugmentPipeline(keras.layers.Layer):
                 layer.adapt(data)
         return self
 
-    def call(self, data, training=True):
-        return self._run(self.transforms, self._cast(data), training)
+    def call(self, data, training=True, select=True):
+        data = self._cast(data)
+        out = self._run(self.transforms, data, training)
+        if not training or not select:
+            return out
+        plain = self._run(self.transforms, data, False)
+        images = out["images"] if isinstance(out, dict) else out
+        return _select(self._picked(ops.shape(images)[0]), out, plain, ops.where)
 
     def _cast(self, data):
         if isinstance(data, dict):
@@ -371,6 +428,15 @@ class AugmentPipeline(keras.layers.Layer):
         n = int(images.shape[0])
         if not self.built:
             self.build(tuple(images.shape))
+        if training and self.get_level() < 1.0:
+            picked = to_numpy(self._picked(n))
+            out = self._augment(data, True, chunk_size, images, n)
+            return _select(picked, out, self._augment(data, False, chunk_size, images, n),
+                           np.where)
+        return self._augment(data, training, chunk_size, images, n)
+
+    def _augment(self, data, training, chunk_size, images, n):
+        """Every example through the transforms (``training``), or none."""
         key = (bool(training), isinstance(data, dict))
         if key not in self._compiled:
             self._compiled[key] = self._compile(bool(training))
@@ -405,8 +471,9 @@ class AugmentPipeline(keras.layers.Layer):
         if backend == "tensorflow" and self.supports_jit:
             import tensorflow as tf
 
-            return tf.function(lambda data: self(data, training=training), reduce_retracing=True)
-        return lambda data: self(data, training=training)
+            return tf.function(lambda data: self(data, training=training, select=False),
+                               reduce_retracing=True)
+        return lambda data: self(data, training=training, select=False)
 
     def _jax_segment(self, layers, first, training):
         import jax
@@ -433,11 +500,34 @@ class AugmentPipeline(keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(),
-            "spec": self.spec,
+            "spec": _plain(self.spec),
             "seed": self.seed,
             "value_range": None if self.value_range is None else list(self.value_range),
             "allow_label_mixing": self.allow_label_mixing,
+            "probability": self.initial_probability,
         }
+
+
+def _plain(value):
+    """Builtin lists and dicts (Keras wraps a layer's list attributes in tracked ones)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return (tuple if isinstance(value, tuple) else list)(_plain(v) for v in value)
+    return value
+
+
+def _select(picked, out, plain, where):
+    """``out`` for the picked examples, ``plain`` for the others (images and labels)."""
+    def one(a, b):
+        mask = ops.reshape(picked, (-1,) + (1,) * (len(a.shape) - 1)) if where is ops.where \
+            else np.reshape(picked, (-1,) + (1,) * (a.ndim - 1))
+        return where(mask, a, b)
+
+    if not isinstance(out, dict):
+        return one(out, plain)
+    return {**out, **{k: one(out[k], plain[k]) for k in ("images", "labels")
+                      if k in out and k in plain}}
 
 
 def image_pipeline(spec: Sequence, seed: int | None = None,

@@ -1,28 +1,30 @@
-"""Noise-level schedules, and the callback that drives noise layers with them.
+"""Noise-level schedules.
 
 A schedule maps ``t`` (an epoch or a step index, from 0) to a noise level.
-:class:`NoiseScheduler` evaluates it at the start of every epoch or step and
-sets the level of noise layers (anything with ``set_level``/``get_level``:
-noisewise noise layers and :class:`~noisewise.WeightNoise`). Levels are
-non-trainable variables, so a new level takes effect without recompiling.
+:class:`~noisewise.NoiseScheduler` (:mod:`noisewise.layers.scheduler`)
+evaluates it at the start of every epoch or step and sets the level of noise
+layers (anything with ``set_level``/``get_level``: noisewise noise layers and
+:class:`~noisewise.WeightNoise`). Levels are non-trainable variables, so a new level takes effect without recompiling.
 Every argument of a schedule is a finite number (NaN and infinity are
 refused), and the callback refuses a schedule that returns anything else.
 
 Annealing the noise, strong early and weak late, is the idea of Geras and
 Sutton (2015), "Scheduled Denoising Autoencoders", and of annealed gradient
 noise (Neelakantan et al. 2015); curricula that raise the noise work the same way.
+:func:`adaptive` is a schedule of another kind: it reads each validated
+epoch's logs and moves the level with the gap between training and validation.
 """
 
 import bisect
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import keras
+import numpy as np
 
-from noisewise._core import keras_compat
 from noisewise._core.validation import (
-    _is_real, check_choice, check_int, check_non_negative, is_finite_number,
+    _is_real, check_choice, check_int, check_non_negative, check_number, is_finite_number,
 )
 
 
@@ -211,6 +213,125 @@ class Step(Schedule):
         return {"boundaries": list(self.boundaries), "values": list(self.values)}
 
 
+# Direction and range of a metric from its name, as noisewise.study.stats reads
+# them (the study passes `mode` explicitly; a test keeps the two rules alike).
+_LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "mape", "msle", "crossentropy", "hinge",
+                    "divergence")
+_FRACTION = re.compile(r"(?<![a-z])(acc|accuracy|auc|prc|precision|recall|f1|fbeta|f1_score"
+                       r"|iou|io_u|specificity|sensitivity)(?![a-z])")
+MODES = ("auto", "max", "min")
+
+
+def higher_is_better(metric: str) -> bool:
+    """False for loss- and error-like metric names (``loss``, ``mae``...), else True."""
+    return not any(word in metric.lower() for word in _LOWER_IS_BETTER)
+
+
+def is_fraction(metric: str) -> bool:
+    """True for metrics valued in [0, 1] by their name (accuracy, auc, precision...)."""
+    return bool(_FRACTION.search(metric.lower()))
+
+
+class Adaptive(Schedule):
+    """A level that follows how much the model overfits, updated after each validated epoch.
+
+    After every epoch whose logs hold the validation metrics, with ``m`` the
+    ``signal`` metric::
+
+        gap  = m - val_m    if higher m is better (accuracy, auc, ...)
+        gap  = val_m - m    if lower m is better (loss, mse, ...)
+        next = clip(level + gain * (gap - target), low, high)
+
+    so the level rises while the train-validation gap exceeds ``target`` and
+    falls while it is below; epochs without validation leave it, and so does
+    a gap that is not finite. The arithmetic is float32, the precision of the
+    level variable, so a vectorised trainer computing the rule in its compiled
+    program follows the same trajectory. This is the controller StyleGAN2-ADA
+    uses for its augmentation probability (Karras et al. 2020, "Training
+    Generative Adversarial Networks with Limited Data"), with its overfitting
+    heuristic replaced by a metric's train-validation gap and its fixed step
+    by a proportional one. The starting level is the layer's own; it must lie
+    within ``bounds``. Drive layers with it through :class:`NoiseScheduler`.
+
+    Args:
+        signal: The metric's name in the training logs (``"loss"``,
+            ``"accuracy"``, ...); its validation curve is ``"val_" + signal``.
+        target: The gap to hold, finite; within [-1, 1] for a metric valued
+            in [0, 1] (accuracy-like).
+        gain: Level change per unit of gap above ``target``, > 0.
+        bounds: ``(low, high)`` of the level, finite, ``low <= high``.
+        mode: ``"max"`` (higher is better), ``"min"``, or ``"auto"``: from
+            the name (``loss``, ``mse``, ``mae``, ``*error*``... are ``"min"``).
+
+    Example:
+        >>> from noisewise import schedules
+        >>> ada = schedules.adaptive("accuracy", target=0.05, gain=0.5, bounds=(0.0, 1.0))
+        >>> round(ada.update(0.2, {"accuracy": 0.95, "val_accuracy": 0.8}), 4)
+        0.25
+        >>> ada.update(0.2, {"accuracy": 0.8, "val_accuracy": 0.8})
+        0.17499999701976776
+    """
+
+    kind = "adaptive"
+
+    def __init__(self, signal: str = "accuracy", target: float = 0.0, gain: float = 1.0,
+                 bounds: Sequence[float] = (0.0, 1.0), mode: str = "auto") -> None:
+        if not isinstance(signal, str) or not signal or signal.startswith("val_"):
+            raise ValueError("`signal` must be a metric's name in the training logs (its "
+                             "validation curve is 'val_' + signal). "
+                             f"Received: signal={signal!r}")
+        self.signal = signal
+        self.mode = check_choice("mode", mode, MODES)
+        self.target = check_number("target", target)
+        if is_fraction(signal) and not -1.0 <= self.target <= 1.0:
+            raise ValueError(f"`target` must be in [-1, 1]: the gap of {signal!r}, valued in "
+                             f"[0, 1], lies there. Received: target={target!r}")
+        self.gain = check_number("gain", gain, low=0.0, low_open=True)
+        if not isinstance(bounds, (list, tuple)) or len(bounds) != 2 or not all(
+                is_finite_number(b) for b in bounds):
+            raise ValueError("`bounds` must be a pair (low, high) of finite numbers. "
+                             f"Received: bounds={bounds!r}")
+        if bounds[0] > bounds[1]:
+            raise ValueError(f"`bounds` must satisfy low <= high. Received: bounds={bounds!r}")
+        self.bounds = (float(bounds[0]), float(bounds[1]))
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.mode == "max" or (self.mode == "auto" and higher_is_better(self.signal))
+
+    def __call__(self, t):
+        raise TypeError("An adaptive schedule sets the level from each epoch's logs, not from "
+                        "t: drive layers with NoiseScheduler(schedule), or call "
+                        "schedule.update(level, logs).")
+
+    def check_start(self, level: float, where: str = "the level") -> float:
+        """``level`` if it lies within ``bounds``, else a ValueError naming ``where``."""
+        low, high = self.bounds
+        if not low <= level <= high:
+            raise ValueError(f"The starting level of {where}, {level!r}, is outside the "
+                             f"adaptive schedule's `bounds`. Received: bounds={self.bounds!r}")
+        return level
+
+    def missing(self, logs: dict) -> str | None:
+        """Which of the signal's curves ``logs`` lack (None when both are there)."""
+        names = [n for n in (self.signal, "val_" + self.signal) if n not in logs]
+        return ", ".join(repr(n) for n in names) or None
+
+    def update(self, level: float, logs: dict) -> float:
+        """The next level from the current one and an epoch's logs (with validation)."""
+        f = np.float32
+        train, val = f(logs[self.signal]), f(logs["val_" + self.signal])
+        gap = train - val if self.higher_is_better else val - train
+        if not np.isfinite(gap):
+            return float(level)
+        low, high = self.bounds
+        return float(np.clip(f(level) + f(self.gain) * (gap - f(self.target)), f(low), f(high)))
+
+    def get_config(self):
+        return {"signal": self.signal, "target": self.target, "gain": self.gain,
+                "bounds": list(self.bounds), "mode": self.mode}
+
+
 # optax-style lowercase names: ``schedules.linear(0.5, 0.0, steps=10)``.
 constant = Constant
 linear = Linear
@@ -218,8 +339,9 @@ cosine = Cosine
 exponential = Exponential
 step = Step
 piecewise = Step
+adaptive = Adaptive
 
-KINDS = {cls.kind: cls for cls in (Constant, Linear, Cosine, Exponential, Step)}
+KINDS = {cls.kind: cls for cls in (Constant, Linear, Cosine, Exponential, Step, Adaptive)}
 
 
 def serialize(schedule: Schedule) -> dict[str, Any]:
@@ -261,198 +383,20 @@ def get(identifier: Any) -> Schedule | Callable[[int], float]:
     )
 
 
-def is_noise_layer(layer: Any) -> bool:
-    """True for layers whose noise level can be scheduled (``get_level`` and ``set_level``)."""
-    return callable(getattr(layer, "set_level", None)) and callable(getattr(layer, "get_level", None))
+# The callback lives in noisewise.layers.scheduler; these names stay reachable here.
+_CALLBACK_NAMES = ("NoiseScheduler", "find_noise_layers", "is_noise_layer")
 
 
-def find_noise_layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
-    """Every schedulable noise layer in ``model``, recursively (nested models, wrappers)."""
-    # Every tracked sublayer, also inside subclassed layers and models, which
-    # `model.layers` does not reach.
-    return [layer for layer in keras_compat.flatten_layers(model, include_self=False)
-            if is_noise_layer(layer)]
+def __getattr__(name):
+    if name in _CALLBACK_NAMES:
+        from noisewise.layers import scheduler  # it imports this module: not at the top
 
-
-def _layer_index(model):
-    layers = keras_compat.flatten_layers(model, include_self=False)
-    return layers, {layer.name: layer for layer in layers}
-
-
-class NoiseScheduler(keras.callbacks.Callback):
-    """Set noise layers' levels from a schedule at each epoch or step, and log them.
-
-    At the start of every epoch (``by="epoch"``, ``t`` = the epoch index) or
-    every training step (``by="step"``, ``t`` = the optimizer's step count at
-    the start of ``fit`` plus the batches trained since, so it carries over
-    between ``fit`` calls) the schedule is evaluated and the level
-    set on the target layers; at the end of each epoch the level in use (for
-    ``by="step"``, the last step's) is written to ``logs[log_name]``, so it
-    appears in ``History.history``. With a per-layer dict of schedules the log
-    keys are ``f"{log_name}/{layer.name}"``. Levels persist after training.
-
-    On JAX, ``fit`` detaches the values of the model's variables and trains a
-    private copy during an epoch: a level assigned mid-epoch would not reach
-    the training step, and would be overwritten when the copy is written back
-    at the epoch's end. For per-step changes the callback first calls
-    ``model.jax_state_sync()``, which writes the copy back and marks it
-    stale; ``fit`` then re-reads every variable, the new level included,
-    before the next step. This is the hook Keras' JAX trainer provides for
-    callbacks that touch state; it costs one pass over the variables, and
-    only on steps where a level changes. With ``steps_per_execution > 1``,
-    levels change once per execution block.
-
-    Args:
-        schedule: A schedule (see :mod:`noisewise.schedules`), any callable
-            ``f(t) -> level``, a number, or a dict mapping layers (or layer
-            names) to such schedules for per-layer levels (a dict with a
-            ``"kind"`` key is a schedule config, see :func:`get`).
-        layers: Layers or layer names to drive. Default: every layer of the
-            model, searched recursively, that has ``set_level`` and
-            ``get_level`` (noisewise noise layers and ``WeightNoise``). Not
-            allowed with a per-layer dict.
-        by: ``"epoch"`` or ``"step"``.
-        log_name: Key of the level in the epoch logs.
-
-    Example:
-        >>> import keras, numpy as np, noisewise
-        >>> from noisewise import schedules
-        >>> model = keras.Sequential([keras.Input((4,)), noisewise.GaussianNoise(1.0),
-        ...                           keras.layers.Dense(1)])
-        >>> model.compile(optimizer="sgd", loss="mse")
-        >>> cb = noisewise.NoiseScheduler(schedules.linear(1.0, 0.0, steps=2))
-        >>> h = model.fit(np.ones((8, 4)), np.ones((8, 1)), epochs=3, callbacks=[cb], verbose=0)
-        >>> h.history["noise_level"]
-        [1.0, 0.5, 0.0]
-    """
-
-    def __init__(self, schedule: Any, layers: Any = None, by: str = "epoch",
-                 log_name: str = "noise_level") -> None:
-        super().__init__()
-        self.by = check_choice("by", by, ("epoch", "step"))
-        if not isinstance(log_name, str) or not log_name:
-            raise ValueError(f"`log_name` must be a non-empty string. Received: log_name={log_name!r}")
-        self.log_name = log_name
-        self.per_layer = isinstance(schedule, dict) and "kind" not in schedule
-        if self.per_layer:
-            if not schedule:
-                raise ValueError("`schedule` must not be an empty dict. Received: schedule={}")
-            if layers is not None:
-                raise ValueError(
-                    "Pass either a per-layer dict of schedules or `layers`, not both. "
-                    f"Received: layers={layers!r}"
-                )
-            self.schedule = {key: get(value) for key, value in schedule.items()}
-        else:
-            self.schedule = get(schedule)
-        if layers is not None:
-            if isinstance(layers, (str, keras.layers.Layer)):
-                layers = [layers]
-            if not isinstance(layers, (list, tuple)) or not layers:
-                raise ValueError(
-                    "`layers` must be None or a non-empty list of layers or layer names. "
-                    f"Received: layers={layers!r}"
-                )
-        self.layers = layers
-        self._groups = []
-
-    # -- targets ---------------------------------------------------------------
-    def _resolve(self, item, index):
-        all_layers, by_name = index
-        layer = by_name.get(item) if isinstance(item, str) else item
-        if layer is None:
-            names = [layer.name for layer in all_layers if is_noise_layer(layer)]
-            raise ValueError(
-                f"No layer named {item!r} in model {self.model.name!r} "
-                f"(its noise layers: {names}). Received: layers={item!r}"
-            )
-        if not is_noise_layer(layer):
-            raise ValueError(
-                f"Layer {layer.name!r} ({type(layer).__name__}) has no `set_level`/"
-                f"`get_level`, so its noise level cannot be scheduled. Received: layers={item!r}"
-            )
-        return layer
-
-    def _build_groups(self):
-        index = _layer_index(self.model)
-        if self.per_layer:
-            groups = []
-            for key, schedule in self.schedule.items():
-                layer = self._resolve(key, index)
-                groups.append((f"{self.log_name}/{layer.name}", schedule, [layer]))
-            return groups
-        if self.layers is None:
-            targets = [layer for layer in index[0] if is_noise_layer(layer)]
-            if not targets:
-                raise ValueError(
-                    f"NoiseScheduler found no noise layers (with `set_level`) in model "
-                    f"{self.model.name!r}. Received: layers=None"
-                )
-        else:
-            targets = [self._resolve(item, index) for item in self.layers]
-        return [(self.log_name, self.schedule, targets)]
-
-    # -- setting levels ----------------------------------------------------------
-    def _set_levels(self, t):
-        synced = False
-        for key, schedule, layers in self._groups:
-            level = schedule(t)
-            if not _is_real(level) or not math.isfinite(level):
-                raise ValueError(
-                    f"Schedule {schedule!r} must return a finite number; at {self.by} {t} "
-                    f"it returned {level!r}."
-                )
-            level = float(level)
-            if self._current.get(key) == level:
-                continue
-            if not synced:
-                # JAX: write fit's private state back and mark it stale, so fit
-                # re-reads the variables (and the new level) before the next step.
-                sync = getattr(self.model, "jax_state_sync", None)
-                if sync is not None:
-                    sync()
-                synced = True
-            for layer in layers:
-                try:
-                    layer.set_level(level)
-                except ValueError as err:
-                    raise ValueError(
-                        f"Schedule {schedule!r} gave level {level} at {self.by} {t}, "
-                        f"which layer {layer.name!r} does not accept: {err}"
-                    ) from None
-            self._current[key] = level
-
-    def on_train_begin(self, logs=None):
-        self._groups = self._build_groups()
-        self._current = {}
-        optimizer = getattr(self.model, "optimizer", None)
-        self._step_offset = 0
-        if optimizer is not None:
-            self._step_offset = int(keras.ops.convert_to_numpy(optimizer.iterations))
-        self._steps_done = 0
-        self._batches_this_epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._steps_done += self._batches_this_epoch
-        self._batches_this_epoch = 0
-        if self.by == "epoch":
-            self._set_levels(epoch)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.by == "step":
-            self._set_levels(self._step_offset + self._steps_done + batch)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._batches_this_epoch = batch + 1
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            for key, _, _ in self._groups:
-                logs[key] = self._current.get(key)
+        return getattr(scheduler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
-    "Constant", "Cosine", "Exponential", "Linear", "NoiseScheduler", "Schedule", "Step",
-    "constant", "cosine", "exponential", "find_noise_layers", "get", "is_noise_layer",
-    "linear", "piecewise", "serialize", "step",
+    "Adaptive", "Constant", "Cosine", "Exponential", "Linear", "Schedule", "Step", "adaptive",
+    "constant", "cosine", "exponential", "get", "higher_is_better", "is_fraction", "linear",
+    "piecewise", "serialize", "step",
 ]

@@ -33,7 +33,14 @@ spec hands it over as a last noise entry ``{"type": "augment", "transforms":
 (:func:`noisewise.augment.from_spec`, seeded with ``derive_seed(replica_seed,
 "augment", arm)``) right after the input, before any input noise, in built-in
 and user models alike. Without ``value_range`` it is the training data's
-(min, max). Like Keras' preprocessing layers it is active only in training.
+(min, max). Like Keras' preprocessing layers it is active only in training. The arm's
+``augment_probability`` (default 1) is the pipeline's probability of
+augmenting an example.
+
+Adaptive levels (a noise entry's ``adapt`` table, an arm's ``augment_adapt``):
+the layers holding each adaptive entry's level are recorded with the model
+(:func:`level_layers`), so an executor drives them after each validated epoch
+(:func:`adaptive_entries` names each entry: ``noise0``, ..., ``augment``).
 
 A user model (``[model] builder = "package.module:function"``) is built by
 ``function(input_shape=..., num_classes=..., **other_model_keys)`` after
@@ -64,6 +71,7 @@ Example:
 """
 
 import os
+import weakref
 from pathlib import Path
 
 import keras
@@ -81,7 +89,39 @@ DROPOUT_LAYERS = {
 
 
 def _arguments(entry):
-    return {k: v for k, v in entry.items() if k not in ("type", "where")}
+    return {k: v for k, v in entry.items() if k not in ("type", "where", "adapt")}
+
+
+def adaptive_entries(noise) -> list[tuple[str, dict]]:
+    """``(key, adapt table)`` of each adaptive entry of an arm's noise: ``noise{i}``
+    for noise entry i, ``augment`` for the augmentation; the history records
+    the level of each under ``level_{key}``."""
+    return [("augment" if e["type"] == "augment" else f"noise{i}", e["adapt"])
+            for i, e in enumerate(noise) if e.get("adapt") is not None]
+
+
+_LEVEL_LAYERS = weakref.WeakKeyDictionary()  # model -> {key: [layers]}
+
+
+def level_layers(model: keras.Model) -> dict[str, list]:
+    """``{key: layers}``: the layers holding each adaptive entry's level in a model
+    :func:`build_model` built (keys as in :func:`adaptive_entries`)."""
+    return dict(_LEVEL_LAYERS.get(model, {}))
+
+
+def _record(net, noise, made):
+    """Keep which layers hold each adaptive entry's level (``made``: index -> layers)."""
+    sites = {}
+    for i, entry in enumerate(noise):
+        if entry.get("adapt") is None:
+            continue
+        key = "augment" if entry["type"] == "augment" else f"noise{i}"
+        if not made.get(i):
+            raise ValueError(f"{key} adapts its level, and no layer of the model holds it")
+        sites[key] = list(made[i])
+    if sites:
+        _LEVEL_LAYERS[net] = sites
+    return net
 
 
 def noise_layer(entry, seed=None, name=None):
@@ -145,6 +185,7 @@ class _Builder:
         self.noise, self.seed, self.arm = noise, seed, arm
         self.n_weight_layers = 0
         self.sites = {}  # entry index -> layers made so far
+        self.made = {}  # entry index -> the layers themselves
 
     def _seed(self, index):
         site = self.sites.get(index, 0)
@@ -155,6 +196,7 @@ class _Builder:
         for i, entry in enumerate(self.noise):
             if entry.get("where") == where:
                 layer = noise_layer(entry, seed=self._seed(i), name=f"{tag}_{where}_noise{i}")
+                self.made.setdefault(i, []).append(layer)
                 x = layer(x)
         return x
 
@@ -170,6 +212,7 @@ class _Builder:
             if entry["type"] == "weight":
                 layer = WeightNoise(layer, seed=self._seed(i), name=f"{layer.name}_weight_noise",
                                     **_arguments(entry))
+                self.made.setdefault(i, []).append(layer)
         return layer
 
     def block(self, x, layer, activation, tag):
@@ -236,7 +279,9 @@ def _with_noise(net, noise, data, seed, arm):
     """
     from noisewise.injection import inject, injection_points
 
+    made = {}
     for i, entry in enumerate(noise):
+        before = _level_names(net)
         if entry["type"] == "weight":
             net = _wrap_weights(net, entry, noise_seed(seed, arm, i))
         elif entry["type"] not in ("gradient", "augment", "adversarial"):
@@ -246,11 +291,24 @@ def _with_noise(net, noise, data, seed, arm):
                                  "train without it")
             template = noise_layer(entry, seed=noise_seed(seed, arm, i))
             net = inject(net, where=entry["where"], noise=template)
+        made[i] = _level_names(net) - before
+    by_name = {layer.name: layer for layer in keras_compat.flatten_layers(net)}
+    made = {i: [by_name[n] for n in sorted(names)] for i, names in made.items()}
     augment = augmentation(noise, data, seed, arm)
     if augment is not None:  # outermost, so it runs before injected input noise
         inputs = keras.Input(shape=data.input_shape, name="x")
         net = keras.Model(inputs, net(augment(inputs)), name=net.name)
-    return net
+        made[_augment_index(noise)] = [augment]
+    return _record(net, noise, made)
+
+
+def _augment_index(noise):
+    return [i for i, e in enumerate(noise) if e["type"] == "augment"][-1]
+
+
+def _level_names(net):
+    return {layer.name for layer in keras_compat.flatten_layers(net)
+            if callable(getattr(layer, "set_level", None))}
 
 
 def _pretrained(model, noise, data, seed, arm, base_dir):
@@ -303,7 +361,8 @@ def augmentation(noise, data, seed, arm):
                              f"data is constant ({low}); set the arm's `augment_value_range`")
         value_range = (low, high)
     layer = AugmentPipeline(entry["transforms"], seed=derive_seed(seed, "augment", arm),
-                            value_range=value_range, allow_label_mixing=False, name="augment")
+                            value_range=value_range, allow_label_mixing=False, name="augment",
+                            probability=entry.get("probability", 1.0))
     return layer.adapt(data.x_train)  # fits tabular_noise; a no-op for the others
 
 
@@ -349,18 +408,25 @@ def build_model(model, noise, data, seed, arm, base_dir=None):
         # must not depend on how many models this process built before.
         with keras_compat.fresh_layer_names():
             build = _user_model if "builder" in model else _pretrained
-            return _adversarial(build(model, noise, data, seed, arm, base_dir), noise, seed, arm)
+            net = build(model, noise, data, seed, arm, base_dir)
+            sites = _LEVEL_LAYERS.get(net, {})
+            net = _adversarial(net, noise, seed, arm)
+            if sites:
+                _LEVEL_LAYERS[net] = sites
+            return net
     options = {k: default for k, (default, _) in BUILTIN[model["name"]].items()}
     options.update((k, v) for k, v in model.items() if k != "name")
     b = _Builder(tuple(noise), seed, arm)
     inputs = keras.Input(shape=data.input_shape, name="x")
     augment = augmentation(noise, data, seed, arm)
     x = b.place("input", inputs if augment is None else augment(inputs), "x")
+    if augment is not None:
+        b.made[_augment_index(noise)] = [augment]
     body = _mlp if model["name"] == "mlp" else _cnn
     x = body(b, x, **options)
     head = b.head(x, data.num_classes, getattr(data, "task", "classification"))
     net = keras.Model(inputs, head, name=f"{model['name']}")
-    return _adversarial(net, noise, seed, arm)
+    return _record(_adversarial(net, noise, seed, arm), noise, b.made)
 
 
 def _adversarial(net, noise, seed, arm):

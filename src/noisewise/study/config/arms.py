@@ -6,8 +6,9 @@ import itertools
 import math
 import re
 
-from noisewise._core.validation import check_range
+from noisewise._core.validation import check_number, check_range
 from noisewise.augment.image import TRANSFORMS, build_transform
+from noisewise.layers.schedules import Adaptive
 from noisewise.study.config import grid, vocabulary
 from noisewise.study.config.errors import (
     SpecError,
@@ -63,6 +64,22 @@ def _plain_numbers(entry):
     return out
 
 
+def _check_adapt(adapt, path, level, level_bounds):
+    """A normalised ``adapt`` table (defaults filled), its bounds within the level's range."""
+    adapt = table(adapt, path)
+    unknown(adapt, vocabulary.ADAPT_KEYS, path)
+    out = {**vocabulary.ADAPT_DEFAULTS, **adapt}
+    try:
+        # The schedule's own checks, so the spec refuses what the callback would.
+        schedule = Adaptive(**out)
+        vocabulary.check_adapt_bounds(schedule.bounds, level, level_bounds)
+    except ValueError as e:
+        key = re.search(r"`(\w+)`", str(e))
+        fail(f"{path}.{key.group(1)}" if key and key.group(1) in out else path, str(e))
+    return {"signal": schedule.signal, "target": schedule.target, "gain": schedule.gain,
+            "bounds": list(schedule.bounds)}
+
+
 def _check_noise(entry, path):
     entry = table(entry, path)
     kind = entry.get("type")
@@ -71,7 +88,12 @@ def _check_noise(entry, path):
              f"{', '.join(vocabulary.NOISE_TYPES)}")
     required, allowed = vocabulary.noise_arguments(kind)
     has_where = kind not in vocabulary.UNPLACED
-    unknown(entry, ["type", *(["where"] if has_where else []), *allowed], path)
+    adaptable = kind in vocabulary.ADAPTABLE
+    if "adapt" in entry and not adaptable:
+        fail(f"{path}.adapt", f"a {kind!r} entry holds no level variable to adapt; `adapt` "
+             f"applies to {', '.join(vocabulary.ADAPTABLE)} noise")
+    unknown(entry, ["type", *(["where"] if has_where else []), *allowed,
+                    *(["adapt"] if adaptable else [])], path)
     if has_where and entry.get("where") not in vocabulary.WHERE:
         fail(f"{path}.where", f"must be one of {', '.join(vocabulary.WHERE)}. "
              f"Received: {entry.get('where')!r}")
@@ -79,6 +101,8 @@ def _check_noise(entry, path):
         if key not in entry:
             fail(f"{path}.{key}", f"missing; a {kind!r} noise entry needs `{key}`")
     entry = _plain_numbers(entry)
+    if "adapt" in entry:
+        entry["adapt"] = _check_adapt(entry["adapt"], f"{path}.adapt", *vocabulary.ADAPTABLE[kind])
     try:
         vocabulary.check_noise(entry)
     except vocabulary.ArgumentError as e:
@@ -137,6 +161,30 @@ def _check_augment_grid_value(entry, path, value_range):
         fail(path, str(e).split(": ", 1)[-1])
 
 
+def _check_augment_level(arm, path, augment):
+    """``{"probability": p, "adapt": {...}}`` of the arm's augmentation, the keys given only."""
+    out = {}
+    for key in ("augment_probability", "augment_adapt"):
+        if key in arm and not augment:
+            fail(f"{path}.{key}", "given without an `augment` list")
+    if "augment_probability" in arm:
+        out["probability"] = checked(
+            f"{path}.augment_probability",
+            lambda n, v: check_number(n, v, low=0.0, high=1.0), "augment_probability",
+            arm["augment_probability"])
+    if "augment_adapt" in arm:
+        level, bounds = vocabulary.AUGMENT_LEVEL
+        out["adapt"] = _check_adapt(arm["augment_adapt"], f"{path}.augment_adapt", level, bounds)
+        start = out.get("probability", 1.0)
+        try:
+            vocabulary.check_adapt_start(level, start, out["adapt"])
+        except vocabulary.ArgumentError as e:
+            fail(f"{path}.augment_probability" if "probability" in out else
+                 f"{path}.augment_adapt.bounds",
+                 f"{e} (the starting probability; 1 unless augment_probability says otherwise)")
+    return out
+
+
 def _check_augment(arm, path):
     """The arm's validated transforms and its ``augment_value_range`` (or None)."""
     value_range = arm.get("augment_value_range")
@@ -154,10 +202,11 @@ def _check_augment(arm, path):
     return clean, value_range
 
 
-def _arm(name, noise, augment, value_range, **kwargs):
+def _arm(name, noise, augment, value_range, level=None, **kwargs):
     if augment:
         entry = {"type": "augment", "transforms": copy.deepcopy(list(augment)),
-                 "value_range": None if value_range is None else list(value_range)}
+                 "value_range": None if value_range is None else list(value_range),
+                 **copy.deepcopy(level or {})}
         noise = [*noise, entry]
     return Arm(name, tuple(noise), augment=tuple(augment), **kwargs)
 
@@ -169,7 +218,8 @@ def expand_arm(arm, path, position):
         named(f"{path}.name", name, MAX_NAME)  # first: an escape sequence holds a bracket
     if not isinstance(name, str) or not name or any(c in name for c in "[]"):
         fail(f"{path}.name", f"must be a non-empty string without brackets. Received: {name!r}")
-    unknown(arm, ["name", "noise", "grid", "augment", "augment_value_range", "train"], path)
+    unknown(arm, ["name", "noise", "grid", "augment", "augment_value_range",
+                  "augment_probability", "augment_adapt", "train"], path)
     noise = arm.get("noise", [])
     if not isinstance(noise, list):
         fail(f"{path}.noise", f"must be a list of noise tables. Received: {noise!r}")
@@ -178,6 +228,7 @@ def expand_arm(arm, path, position):
         if sum(e["type"] == kind for e in clean) > 1:
             fail(f"{path}.noise", f"at most one {kind!r} entry per arm")
     augment, value_range = _check_augment(arm, path)
+    level = _check_augment_level(arm, path, augment)
     train = check_arm_train(arm.get("train", {}), f"{path}.train")
     keys = grid.points({**arm, "noise": clean, "augment": augment}, path, augment_arguments)
     normalised = {"name": name, "noise": clean}
@@ -185,10 +236,14 @@ def expand_arm(arm, path, position):
         normalised["augment"] = augment
     if value_range is not None:
         normalised["augment_value_range"] = list(value_range)
+    if "probability" in level:  # absent: the normalised arm (and its hash) as before
+        normalised["augment_probability"] = level["probability"]
+    if "adapt" in level:
+        normalised["augment_adapt"] = level["adapt"]
     if train:  # absent or empty: the normalised arm (and its hash) as before
         normalised["train"] = train
     if not keys:
-        return normalised, [_arm(name, clean, augment, value_range, position=position,
+        return normalised, [_arm(name, clean, augment, value_range, level, position=position,
                                  train=train)]
     size = math.prod(len(k.values) for k in keys)
     if position + size > MAX_ARMS:  # before expanding: a large grid is a large product
@@ -215,7 +270,31 @@ def expand_arm(arm, path, position):
             _check_grid_value(entry, f"{path}.grid ({label}).noise[{i}]")
         for i, entry in enumerate(entries["augment"]):
             _check_augment_grid_value(entry, f"{path}.grid ({label}).augment[{i}]", value_range)
-        expanded.append(_arm(label, entries["noise"], entries["augment"], value_range,
+        expanded.append(_arm(label, entries["noise"], entries["augment"], value_range, level,
                              parent=name, params=dict(zip(values, combo)),
                              position=position + len(expanded), train=copy.deepcopy(train)))
     return normalised, expanded
+
+
+def check_adapt_signals(arms, train):
+    """Each adaptive entry's signal against the study's ``[train]`` (the normalised arm
+    tables, in spec order): ``loss`` or one of ``train.metrics``, and an epoch
+    validated before the last, so the level adapts during training."""
+    errors = []
+    allowed = ["loss", *train["metrics"]]
+    for i, arm in enumerate(arms):
+        tables = [(f"arms[{i}].noise[{j}].adapt", e["adapt"]) for j, e in enumerate(arm["noise"])
+                  if "adapt" in e]
+        if "augment_adapt" in arm:
+            tables.append((f"arms[{i}].augment_adapt", arm["augment_adapt"]))
+        for path, adapt in tables:
+            if adapt["signal"] not in allowed:
+                errors.append(f"{path}.signal: the study records {', '.join(allowed)} (train."
+                              f"metrics and the loss). Received: signal={adapt['signal']!r}")
+            if train["validate_every"] >= train["epochs"]:
+                errors.append(f"{path}: the level adapts after validated epochs, and "
+                              f"train.validate_every = {train['validate_every']} validates only "
+                              f"the last of the {train['epochs']} epochs: set validate_every "
+                              "below epochs")
+    if errors:
+        raise SpecError(errors=errors)

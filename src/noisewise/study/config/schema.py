@@ -34,6 +34,16 @@ _STRICT = ConfigDict(extra="forbid")
 _Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
+class AdaptTable(pydantic.BaseModel):
+    """An adaptive level (``noise[i].adapt``, ``augment_adapt``): see noisewise.schedules.adaptive."""
+
+    model_config = _STRICT
+    signal: Annotated[str, Field(min_length=1)] = vocabulary.ADAPT_DEFAULTS["signal"]
+    target: _Finite = vocabulary.ADAPT_DEFAULTS["target"]
+    gain: Annotated[float, Field(gt=0, allow_inf_nan=False)] = vocabulary.ADAPT_DEFAULTS["gain"]
+    bounds: tuple[_Finite, _Finite] = tuple(vocabulary.ADAPT_DEFAULTS["bounds"])
+
+
 def _entry(name, kind, required, allowed, extra=None):
     fields = {"type": (Literal[kind], ...), **(extra or {})}
     for key in allowed:
@@ -50,7 +60,9 @@ def _noise_entry():
     members = []
     for kind in vocabulary.NOISE_TYPES:
         required, allowed = vocabulary.noise_arguments(kind)
-        placed = where if kind not in vocabulary.UNPLACED else None
+        placed = where if kind not in vocabulary.UNPLACED else {}
+        if kind in vocabulary.ADAPTABLE:
+            placed = {**placed, "adapt": (AdaptTable | None, None)}
         members.append(_entry(f"Noise_{kind}", kind, required, allowed, placed))
     return _union(members)
 
@@ -118,6 +130,8 @@ class ArmSection(pydantic.BaseModel):
     noise: list[_noise_entry()] = []
     augment: list[_augment_entry()] = []
     augment_value_range: tuple[_Finite, _Finite] | None = None
+    augment_probability: Annotated[float, Field(ge=0, le=1)] | None = None
+    augment_adapt: AdaptTable | None = None
     train: dict[Literal[ARM_TRAIN_KEYS], float] = {}
     grid: dict[Annotated[str, Field(pattern=r"^(noise|augment)\[\d+\]\.[A-Za-z_]\w*$")],
                list[Any]] = {}
@@ -141,6 +155,15 @@ _RobustnessSection = pydantic.create_model(
     corruptions=(_keys_model("Corruptions", robust_config.CORRUPTION_KEYS) | None, None))
 
 
+_Threshold = Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, lt=1)]
+_AuditSection = pydantic.create_model(
+    "AuditSection", __config__=_STRICT,
+    folds=(Annotated[int, Field(ge=2, le=100)] | None, None),
+    epochs=(Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None, None),
+    fail_on=(dict[Literal[AUDIT_CHECKS], _Threshold], {}),
+    checks=(list[Literal[AUDIT_CHECKS]] | None, None))
+
+
 class StudySchema(pydantic.BaseModel):
     """A study spec file: ``[study]``, ``[data]``, ``[model]``, ``[train]``, ``[[arms]]``."""
 
@@ -151,23 +174,14 @@ class StudySchema(pydantic.BaseModel):
     train: TrainSection = TrainSection()
     arms: Annotated[list[ArmSection], Field(min_length=1)]
     robustness: _RobustnessSection | None = None
+    audit: _AuditSection | None = None
 
 
 def json_schema():
     """The JSON Schema of a study spec (for editors that complete and check spec files)."""
-_Threshold = Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, lt=1)]
-_AuditSection = pydantic.create_model(
-    "AuditSection", __config__=_STRICT,
-    folds=(Annotated[int, Field(ge=2, le=100)] | None, None),
-    epochs=(Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None, None),
-    fail_on=(dict[Literal[AUDIT_CHECKS], _Threshold], {}),
-    checks=(list[Literal[AUDIT_CHECKS]] | None, None))
-
-
     return StudySchema.model_json_schema()
 
 
 def typed(normalised):
     """A normalised spec dict as a :class:`StudySchema` (raises pydantic's ValidationError)."""
     return StudySchema.model_validate(normalised)
-    audit: _AuditSection | None = None

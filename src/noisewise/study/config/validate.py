@@ -13,7 +13,7 @@ from pathlib import Path
 
 from noisewise.study import sources
 from noisewise.study.config import sections
-from noisewise.study.config.arms import expand_arm
+from noisewise.study.config.arms import check_adapt_signals, expand_arm
 from noisewise.study.config.errors import FAILED, Collector, SpecError, fail, table, unknown
 from noisewise.study.config.identity import spec_hash
 from noisewise.study.config.sections import MAX_ARMS, SECTIONS
@@ -162,10 +162,12 @@ def validate(raw, base_dir=None):
     if study is not FAILED and arms not in (FAILED, None):
         names = [a.name for a in arms[1]]
         errors.run(_reference, study[4], names)
+    if train is not FAILED and arms not in (FAILED, None):
+        errors.run(check_adapt_signals, arms[0], train)
     robustness = part("robustness", sections.check_robustness, raw.get("robustness"))
+    audit = part("audit", sections.check_audit, raw.get("audit"))
     if isinstance(data, dict) and sources.is_streaming(data):
         errors.run(_streaming, data, train, arms, robustness)
-    audit = part("audit", sections.check_audit, raw.get("audit"))
     errors.raise_any()
     name, seeds, seed, store, reference = study
     reference = names[0] if reference is None else reference
@@ -174,9 +176,9 @@ def validate(raw, base_dir=None):
                   **({"store": store} if store is not None else {})},
         "data": data, "model": model, "train": train, "arms": arms[0],
         **({"robustness": robustness} if robustness is not None else {}),
+        **({"audit": audit} if audit is not None else {}),
     }
     return StudySpec(name, seeds, seed, store, reference, _live(raw["data"], data),
-        **({"audit": audit} if audit is not None else {}),
                      _live(raw["model"], model), train, tuple(arms[1]),
                      str(base_dir or os.getcwd()), normalised, robustness=robustness,
                      audit=audit)

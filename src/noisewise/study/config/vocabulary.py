@@ -43,6 +43,12 @@ ATTACKS = ("fgsm", "pgd", None)
 NORMS = {"linf": "linf", "inf": "linf", float("inf"): "linf", "l2": "l2", 2: "l2", "2": "l2"}
 # Kept as written (not turned into floats): Keras wants integer shapes and counts.
 INTEGER_ARGUMENTS = ("noise_shape", "steps")
+# Entries whose level is a variable, which an `adapt` table (an adaptive schedule,
+# noisewise.schedules.adaptive) may drive: level name and (low, high, low_open).
+ADAPTABLE = {**LEVELS, "weight": ("stddev", (0.0, None, False))}
+AUGMENT_LEVEL = ("augment_probability", (0.0, 1.0, False))
+ADAPT_KEYS = ("signal", "target", "gain", "bounds")
+ADAPT_DEFAULTS = {"signal": "accuracy", "target": 0.0, "gain": 1.0, "bounds": [0.0, 1.0]}
 
 
 def noise_arguments(kind):
@@ -123,6 +129,28 @@ def check_noise(entry):
                                 f"Received: from_logits={get('from_logits')!r}")
     else:
         _check_layer_noise(kind, args)
+    if args.get("adapt") is not None:
+        level, bounds = ADAPTABLE[kind]
+        check_adapt_start(level, args[level], args["adapt"])
+
+
+def check_adapt_start(level, value, adapt):
+    """Raise :class:`ArgumentError` on ``level`` when its starting ``value`` lies
+    outside the normalised ``adapt`` table's bounds."""
+    low, high = adapt["bounds"]
+    if not low <= value <= high:
+        raise ArgumentError(level, f"the starting level {value!r} lies outside adapt.bounds "
+                            f"[{low}, {high}]. Received: {level}={value!r}")
+
+
+def check_adapt_bounds(bounds, level, level_bounds):
+    """Raise :class:`ArgumentError` on ``bounds`` when they leave the level's own range."""
+    low, high, low_open = level_bounds
+    below = bounds[0] <= low if low_open else bounds[0] < low
+    if below or (high is not None and bounds[1] > high):
+        allowed = f"{'(' if low_open else '['}{low}, {'inf' if high is None else high}]"
+        raise ArgumentError("bounds", f"`bounds` must lie within the range of `{level}`, "
+                            f"{allowed}. Received: bounds={list(bounds)!r}")
 
 
 def _check_layer_noise(kind, args):

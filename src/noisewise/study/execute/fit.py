@@ -8,7 +8,11 @@ unless a progress bar asks for one), validated every ``validate_every``
 epochs and always after the last epoch (``fit``'s ``validation_freq``): on
 the test split by default, or on the validation split held out of the
 training rows (``[train] validation_split``), the test split then evaluated
-once at the end (``test_*`` final metrics). ``[train] early_stopping`` is
+once at the end (``test_*`` final metrics). An adaptive level (a noise
+entry's ``adapt``, an arm's ``augment_adapt``) is a
+:class:`~noisewise.NoiseScheduler` with its adaptive schedule, recorded per
+epoch as the curve ``level_{key}`` (``level_noise0``, ``level_augment``).
+``[train] early_stopping`` is
 Keras' ``EarlyStopping`` on a validation curve (patience counted in validated
 epochs), ``class_weight`` becomes per-sample weights of the training batches.
 A streaming source (:mod:`~noisewise.study.sources`) feeds its own batches in
@@ -45,7 +49,8 @@ from collections.abc import Callable, Iterator, Sequence
 import keras
 import numpy as np
 
-from noisewise.study import sources
+from noisewise.layers.scheduler import NoiseScheduler
+from noisewise.study import models, sources
 from noisewise.study.data_order import batches, steps_per_epoch
 from noisewise.study.execute.base import (
     NO_HOOKS,
@@ -58,6 +63,7 @@ from noisewise.study.execute.base import (
     validation_batch_size,
 )
 from noisewise.study.execute.prepare import (
+    adaptive_rules,
     class_weights,
     prepare_model,
     program_key,
@@ -136,6 +142,14 @@ def early_stopping(train: dict) -> keras.callbacks.Callback | None:
     return _EarlyStopping(monitor=entry["monitor"], patience=entry["patience"],
                           min_delta=entry["min_delta"], mode=mode,
                           restore_best_weights=entry["restore_best_weights"])
+
+
+def adaptive_schedulers(plan: RunPlan, model: keras.Model) -> list[keras.callbacks.Callback]:
+    """A :class:`~noisewise.NoiseScheduler` per adaptive entry of the run's arm,
+    driving the layers that hold its level and logging it as ``level_{key}``."""
+    sites = models.level_layers(model)
+    return [NoiseScheduler(rule, layers=sites[key], log_name=f"level_{key}")
+            for key, rule in adaptive_rules(plan)]
 
 
 def _weighted(stream, weights):
@@ -258,7 +272,9 @@ class FitExecutor:
         if weights is not None:
             stream = _weighted(stream, weights)
         watch = _Watch()
-        callbacks = [watch, *([_EpochCallback(on_epoch)] if on_epoch else [])]
+        # The schedulers first: they write the epoch's level into the logs _Watch reads.
+        callbacks = [*adaptive_schedulers(plan, model), watch,
+                     *([_EpochCallback(on_epoch)] if on_epoch else [])]
         stopping = early_stopping(train)
         if stopping is not None:
             callbacks.append(stopping)

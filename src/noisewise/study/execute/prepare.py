@@ -12,10 +12,12 @@ import json
 import keras
 import numpy as np
 
+from noisewise.layers.schedules import Adaptive
 from noisewise.optimizers import GradientNoise
 from noisewise.study.config.sections import schedule_classes
 from noisewise.study.execute.types import RunPlan
-from noisewise.study.models import build_model, noise_seed
+from noisewise.study.models import adaptive_entries, build_model, noise_seed
+from noisewise.study.stats import is_higher_better
 
 
 def train_of(plan: RunPlan) -> dict:
@@ -47,6 +49,16 @@ def make_optimizer(train: dict, noise: list, seed: int, arm: str) -> keras.optim
             args = {k: v for k, v in entry.items() if k != "type"}
             optimizer = GradientNoise(optimizer, seed=noise_seed(seed, arm, i), **args)
     return optimizer
+
+
+def adaptive_rules(plan: RunPlan) -> list[tuple[str, Adaptive]]:
+    """``(key, schedule)`` of each adaptive entry of the run's arm (``noise0``, ...,
+    ``augment``); the direction of the signal is the statistics' own
+    (:func:`~noisewise.study.stats.is_higher_better`). Both executors update the
+    levels with these, and record them in the history as ``level_{key}``."""
+    return [(key, Adaptive(adapt["signal"], adapt["target"], adapt["gain"], adapt["bounds"],
+                           mode="max" if is_higher_better(adapt["signal"]) else "min"))
+            for key, adapt in adaptive_entries(plan.arm.noise)]
 
 
 def default_loss(model: keras.Model, task: str = "classification") -> str:

@@ -5,7 +5,9 @@ weights, noise levels and seed-generator states are exactly those the per-run
 ``fit`` path would use). Their states are stacked along a new leading axis and
 Keras' own stateless ``train_step`` / ``test_step`` run under ``jax.vmap``
 (replicas) and ``jax.lax.scan`` (epochs), so the arithmetic is the one ``fit``
-performs, with no Python between epochs.
+performs, with no Python between epochs. Adaptive levels are updated inside
+the program after each validated epoch, per replica, by the rule ``fit``'s
+:class:`~noisewise.NoiseScheduler` applies (:func:`make_trainer`).
 
 JAX is imported inside the functions that compile: this module loads on every
 backend (the runner asks it whether it can run a study), and JAX is only
@@ -43,6 +45,7 @@ from noisewise.study.execute.base import (
 )
 from noisewise.study.execute.fit import FitExecutor
 from noisewise.study.execute.prepare import (
+    adaptive_rules,
     class_weights,
     make_optimizer,
     prepare_model,
@@ -79,7 +82,7 @@ def prepare(model, x, y):
 
 
 def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None, *, validation=None,
-                 class_weights=None):
+                 class_weights=None, adaptive=()):
     """Compile a function training stacked replica states for a block of epochs.
 
     Returns ``train(states, permutations, validate, active, x, y, x_val, y_val)
@@ -98,6 +101,11 @@ def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None, *, v
     :func:`~noisewise.study.execute.base.evaluate_test_split`).
     ``class_weights``: one weight per class code, applied as per-sample
     weights of the training batches (as the fit executor does).
+    ``adaptive``: ``(key, indices, schedule)`` per adaptive level: after each
+    validated epoch the non-trainable variables at ``indices`` (one level) are
+    set by the :class:`~noisewise.schedules.Adaptive` rule, in float32, as
+    :class:`~noisewise.NoiseScheduler` sets them in ``fit``; the logs hold
+    each epoch's level as ``level_{key}``.
     """
     import jax  # JAX-only (see the module docstring)
     import jax.numpy as jnp
@@ -149,6 +157,7 @@ def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None, *, v
             vlogs = jax.lax.cond(check, validate, lambda _: _nans(jax.eval_shape(validate, None)), None)
             out = dict(logs)
             out.update({"val_" + k: v for k, v in vlogs.items()})
+            ntv = adapt(ntv, logs, vlogs, check, out)
             return (tv, ntv, ov), out
 
         def epoch_fn(carry, inputs):
@@ -159,6 +168,21 @@ def make_trainer(template, n_train, n_val, batch_size, val_batch_size=None, *, v
 
         (tv, ntv, ov), logs = jax.lax.scan(epoch_fn, (tv, ntv, ov), (validate, active, perms))
         return (tv, ntv, ov), logs
+
+    def adapt(ntv, logs, vlogs, check, out):
+        """The levels of the next epoch (the Adaptive rule in float32), and this one's in ``out``."""
+        ntv, f32 = list(ntv), jnp.float32
+        for key, indices, rule in adaptive:
+            level = ntv[indices[0]]
+            out[f"level_{key}"] = level
+            train_m, val_m = logs[rule.signal], vlogs[rule.signal]
+            gap = train_m - val_m if rule.higher_is_better else val_m - train_m
+            low, high = rule.bounds
+            new = jnp.clip(level + f32(rule.gain) * (gap - f32(rule.target)), f32(low), f32(high))
+            new = jnp.where(check & jnp.isfinite(gap), new, level)
+            for j in indices:
+                ntv[j] = new.astype(ntv[j].dtype)
+        return ntv
 
     def _nans(shapes):
         return jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes)
@@ -218,6 +242,8 @@ def structure_key(plan: RunPlan) -> str:
         entry = dict(entry)
         if entry["type"] in NOISE_LAYERS:
             entry.pop(NOISE_LAYERS[entry["type"]].level_name, None)
+        if entry["type"] == "augment":
+            entry.pop("probability", None)
         noise.append(entry)
     return program_key(plan, noise)
 
@@ -251,6 +277,18 @@ def unsupported_reason(plans: Sequence[RunPlan] = ()) -> str | None:
                 return (f"arm {plan.arm.name!r}: layer {layer.name!r} "
                         f"({type(layer).__name__}) cannot be jit-compiled")
     return None
+
+
+def adaptive_levels(plan, template):
+    """``(key, indices, schedule)`` per adaptive entry: where its level variables sit
+    among ``template``'s non-trainable variables (as stacked in the state)."""
+    variables = template.non_trainable_variables
+    sites = models.level_layers(template)
+    out = []
+    for key, rule in adaptive_rules(plan):
+        indices = [j for layer in sites[key] for j, v in enumerate(variables) if v is layer.level]
+        out.append((key, indices, rule))
+    return out
 
 
 def _initial_state(plan, reset_metrics):
@@ -301,7 +339,8 @@ class _Program:
         self.reset = [v.value for v in self.template.metrics_variables]
         self.trainer = make_trainer(self.template, len(data.x_train), n_val, self.batch_size,
                                     self.val_batch_size, validation=validation,
-                                    class_weights=class_weights(train_of(plan), data))
+                                    class_weights=class_weights(train_of(plan), data),
+                                    adaptive=adaptive_levels(plan, self.template))
 
     def run(self, chunk, size, on_block=None):
         """Train ``chunk`` (padded to ``size`` replicas); yield one RunResult per plan."""
