@@ -43,3 +43,19 @@ def test_transfer_example_fine_tunes_the_model_it_saved(tmp_path):
     assert set(rows(lines)) == {"fine-tune", "input", "dropout"}, lines
     assert (tmp_path / "work" / "pretrained.keras").exists()
     assert lines[-1] == "tensorflow loaded: False"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("keras").backend.backend() != "jax",
+                    reason="a vectorised study; the fit path of adaptive arms is tested in "
+                           "tests/study/test_adaptive_arm.py on every backend")
+def test_adaptive_noise_example_answers_for_both_studies(tmp_path):
+    lines = run_example("adaptive_noise.py", tmp_path)
+    for study in ("adaptive_circles", "adaptive_digits"):
+        assert any(line.startswith(f"{study}:seeds=2") and "best fixed level on validation"
+                   in line for line in lines), lines
+    answers = [line for line in lines if " - fixed[stddev=" in line]
+    assert len(answers) == 6 + 5, lines  # circles: 3 starts + 3 variants; digits: 3 + 2
+    assert all("n=2 paired seeds" in line for line in answers), answers
+    assert any("augment_adaptive - augment:" in line for line in lines), lines
+    assert lines[-1] == "tensorflow loaded: False"
