@@ -176,6 +176,15 @@ def test_report_shows_the_stored_audit(tmp_path):
     assert 'id="audit"' in html and 'href="#audit"' in html
     assert '<tr data-check="duplicate">' in html and "learned checks not run" in html
     assert "skipped: not in checks" in html
+    # In a real browser: the section renders, one row per check, linked from the contents.
+    from _browser import render
+
+    dom = render(tmp_path / "r.html")
+    section = dom[dom.index('id="audit"'):]
+    section = section[:section.index("</table>")]
+    rows = section.count("<tr data-check=")
+    assert rows == len(AuditResult.from_dict(_stored(store)).rows()), section[:2000]
+    assert 'href="#audit"' in dom
     plain = tmp_path / "p.db"
     Study(_spec(study={"name": "plain", "seeds": 1})).run(store=plain, quiet=True)
     assert 'id="audit"' not in Path(write_report(plain, out_path=tmp_path / "p.html")).read_text()
@@ -237,3 +246,8 @@ def test_learned_checks_find_planted_label_flips_in_digits():
     hits = len(found & set(flip.tolist()))
     assert hits / len(found) >= 0.4 and hits / 30 >= 0.5, (hits, len(found))
     assert 0 < r["label"].score < 1
+
+
+def _stored(store):
+    with Store(store, readonly=True) as s:
+        return s.audit(s.study(None)["id"])
