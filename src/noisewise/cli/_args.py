@@ -19,16 +19,24 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def positive(text):
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a positive integer. Received: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1. Received: {value}")
-    return value
+def integer(low):
+    """argparse type: an integer >= ``low`` (its message names the bound)."""
+    what = "a positive integer" if low == 1 else f"an integer >= {low}"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}. Received: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}. Received: {value}")
+        return value
+
+    parse.__name__ = "positive" if low == 1 else f"integer_at_least_{low}"
+    return parse
+
+
+positive = integer(1)  # argparse type: an integer >= 1
 
 
 def seconds(text):

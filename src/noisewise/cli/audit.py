@@ -8,7 +8,7 @@ fail_on``) is exceeded, 4 when one is, 2 for a bad spec or ``--fail-on``.
 
 import json
 
-from noisewise.cli._args import positive
+from noisewise.cli._args import integer, positive
 from noisewise.cli._errors import EXIT_AUDIT, EXIT_OK, UsageError
 
 _HELP = """Check a study's data before training: non-finite values, constant features,
@@ -22,25 +22,8 @@ _EPILOG = """exit codes: 0 no threshold exceeded, 2 bad usage or spec (a bad --f
 included), 4 a threshold exceeded (also `noisewise run` with an [audit] table)"""
 
 
-def _folds(text):
-    value = positive(text)
-    if value < 2:
-        import argparse
-
-        raise argparse.ArgumentTypeError(f"must be >= 2. Received: {value}")
-    return value
-
-
-def _seed(text):
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0. Received: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0. Received: {value}")
-    return value
+_folds = integer(2)
+_seed = integer(0)
 
 
 def add_parser(subparsers):
