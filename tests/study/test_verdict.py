@@ -49,6 +49,15 @@ def test_a_curve_that_stopped_improving_is_not_flagged(shape):
     assert verdict.still_improving({"a": (e, m)}, "val_accuracy") == []
 
 
+@pytest.mark.parametrize("value", [0.7333333, 0.1, 1 / 3])
+def test_identical_flat_seeds_are_not_flagged(value):
+    """Two seeds with the same constant curve (a small study's plateau) have a
+    gain of exactly zero, not rounding error with a zero-width interval above it."""
+    e = np.arange(1, 101)
+    t = verdict.trend("a", e, np.full((2, 100), value), "val_accuracy")
+    assert (t.gain, t.ci_low, t.ci_high, t.improving) == (0.0, 0.0, 0.0, False)
+
+
 def test_flat_curves_are_flagged_at_the_rate_of_the_one_sided_interval():
     """Under no trend at all the flag is a false alarm: its rate is that of a 95%
     interval lying above zero, 2.5%; 2000 arms of 5 seeds bound it to +-1.2%."""

@@ -169,7 +169,11 @@ def trend(arm, epochs, matrix, metric, higher_is_better=True, tail=TAIL,
     for row in matrix[:, keep]:
         ok = np.isfinite(row)
         if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
-            slopes.append(sign * np.polyfit(x[ok], row[ok], 1)[0])
+            # Relative to its first value, a flat curve fits a slope of exactly
+            # 0; fitted as is, it gets one of +-1e-16 from rounding, and two
+            # seeds with the same rounding made a zero-width interval above 0.
+            values = row[ok] - row[ok][0]
+            slopes.append(sign * np.polyfit(x[ok], values, 1)[0])
     if len(slopes) < 2:
         return None
     span = x[-1] - x[0]
