@@ -136,7 +136,10 @@ def test_a_worker_exits_when_its_lifeline_closes(wait_s):
         write = None
         closed = time.monotonic()
         assert worker.wait(timeout=5) == 0
-        assert time.monotonic() - closed < 1
+        # Nothing else ends it (its stdin stays open), so this bounds only how
+        # promptly: 1.25 s was measured with the suite's other worker and four
+        # more processes sharing two cores.
+        assert time.monotonic() - closed < 3
         assert worker.stdout.read() == b""  # no frame was sent
     finally:
         if write is not None:
