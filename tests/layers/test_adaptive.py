@@ -65,7 +65,9 @@ def test_a_loss_target_may_exceed_one_and_the_config_round_trips():
 
 
 @pytest.mark.parametrize("name", ["loss", "accuracy", "auc", "mae", "mse", "precision",
-                                  "binary_crossentropy", "root_mean_squared_error", "f1_score"])
+                                  "binary_crossentropy", "root_mean_squared_error", "f1_score",
+                                  "test_ece", "test_mc_nll", "test_brier", "test_mc_aurc",
+                                  "piece_count", "val_nll_x"])
 def test_the_direction_and_range_rules_agree_with_the_statistics(name):
     assert schedules.higher_is_better(name) == is_higher_better(name)
     assert schedules.is_fraction(name) == (metric_bounds(name) == (0.0, 1.0))

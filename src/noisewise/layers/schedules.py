@@ -213,18 +213,23 @@ class Step(Schedule):
         return {"boundaries": list(self.boundaries), "values": list(self.values)}
 
 
-# Direction and range of a metric from its name, as noisewise.study.stats reads
-# them (the study passes `mode` explicitly; a test keeps the two rules alike).
+# Direction and range of a metric from its name, as noisewise.study's statistics
+# read them (a test keeps the two rules alike). Loss-like words count anywhere
+# in a name; the calibration metrics' short names only as words ("test_mc_ece",
+# not "piece").
 _LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "mape", "msle", "crossentropy", "hinge",
                     "divergence")
+_LOWER_WORDS = re.compile(r"(?<![a-z])(ece|nll|brier|aurc)(?![a-z])")
 _FRACTION = re.compile(r"(?<![a-z])(acc|accuracy|auc|prc|precision|recall|f1|fbeta|f1_score"
                        r"|iou|io_u|specificity|sensitivity)(?![a-z])")
 MODES = ("auto", "max", "min")
 
 
 def higher_is_better(metric: str) -> bool:
-    """False for loss- and error-like metric names (``loss``, ``mae``...), else True."""
-    return not any(word in metric.lower() for word in _LOWER_IS_BETTER)
+    """False for loss-, error- and miscalibration-like metric names (``loss``,
+    ``mae``, ``test_ece``, ``test_mc_nll``, ``brier``, ``aurc``...), else True."""
+    name = metric.lower()
+    return not (any(word in name for word in _LOWER_IS_BETTER) or _LOWER_WORDS.search(name))
 
 
 def is_fraction(metric: str) -> bool:

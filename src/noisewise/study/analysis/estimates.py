@@ -17,8 +17,11 @@ import numpy as np
 from scipy import special as _sp
 from scipy import stats as _st
 
+# The rule of noisewise.layers.schedules.higher_is_better, which cannot be
+# imported here without Keras (a test keeps the two alike).
 _LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "mape", "msle", "crossentropy",
                     "hinge", "divergence")
+_LOWER_WORDS = re.compile(r"(?<![a-z])(ece|nll|brier|aurc)(?![a-z])")
 # Fractions in [0, 1]: Keras' accuracy/AUC/precision/recall/F1/IoU names and the
 # robustness suite's ``*_acc@...`` (clean, noise, adversarial, certified, corruption).
 _BOUNDED_WORDS = re.compile(r"(?<![a-z])(acc|accuracy|auc|prc|precision|recall|f1|fbeta|f1_score"
@@ -50,8 +53,10 @@ class Estimate:
 
 
 def is_higher_better(metric):
-    """False for loss/error-like metric names (``loss``, ``val_mae``...), else True."""
-    return not any(word in metric.lower() for word in _LOWER_IS_BETTER)
+    """False for loss-, error- and miscalibration-like metric names (``loss``,
+    ``val_mae``, ``test_ece``, ``test_mc_brier``...), else True."""
+    name = metric.lower()
+    return not (any(word in name for word in _LOWER_IS_BETTER) or _LOWER_WORDS.search(name))
 
 
 def metric_bounds(metric):
