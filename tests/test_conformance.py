@@ -50,6 +50,8 @@ CASES = [
          stay_on=STAY_ON, supports_masking=True, mask_untouched=True),
     Case(layers.WeightNoise, _weight_noise_kwargs, inference="deterministic",
          stay_on=STAY_ON, supports_masking=True),
+    Case(layers.NoisyDense, {"units": 3}, inference="deterministic", stay_on=STAY_ON,
+         supports_masking=True),
     _image(augment.RandomRotation, {"factor": 0.1}),
     _image(augment.RandomTranslation, {"height_factor": 0.2, "width_factor": 0.2}),
     _image(augment.RandomZoom, {"height_factor": 0.3}),
@@ -74,6 +76,8 @@ NO_CASE = {
     "NoiseLayer": "abstract base (draw and _noisy are the subclass's); every subclass has a case",
     "AdversarialModel": "a keras.Model that trains another model (its own train_step), "
                         "not a layer; tests/robust/test_adversarial.py covers it",
+    "PiModel": "a keras.Model that trains another model with a consistency loss, "
+               "not a layer; tests/test_consistency.py covers it",
 }
 
 PUBLIC_MODULES = ("noisewise", "noisewise.layers", "noisewise.augment", "noisewise.robust",

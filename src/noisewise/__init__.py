@@ -28,6 +28,7 @@ _LAZY = {
     "SaltAndPepperNoise": "noisewise.layers",
     "UniformNoise": "noisewise.layers",
     "WeightNoise": "noisewise.layers",
+    "NoisyDense": "noisewise.layers",
     "GradientNoise": "noisewise.optimizers",
     "seed_everything": "noisewise.random",
     "random": "noisewise.random",
@@ -36,10 +37,18 @@ _LAZY = {
     "inject": "noisewise.injection",
     "injection_points": "noisewise.injection",
     "InjectionPoint": "noisewise.injection",
+    "predict_mc": "noisewise.uncertainty",
+    "MCPrediction": "noisewise.uncertainty",
+    "uncertainty": "noisewise.uncertainty",
+    "GeneralizedCrossEntropy": "noisewise.losses",
+    "SymmetricCrossEntropy": "noisewise.losses",
+    "losses": "noisewise.losses",
+    "PiModel": "noisewise.consistency",
+    "exploration": "noisewise.exploration",
 }
 _SUBPACKAGES = ("augment", "robust", "study")
 # Importing these registers noisewise's layers and optimizer with Keras' serialisation.
-_REGISTERING = ("noisewise.layers", "noisewise.optimizers")
+_REGISTERING = ("noisewise.layers", "noisewise.optimizers", "noisewise.losses")
 
 
 def __getattr__(name):

@@ -8,6 +8,7 @@ from noisewise.layers.noise import (
     SaltAndPepperNoise,
     UniformNoise,
 )
+from noisewise.layers.noisy_dense import NoisyDense
 from noisewise.layers.weights import WeightNoise
 
 NOISE_LAYERS = {
@@ -23,6 +24,7 @@ __all__ = [
     "GaussianNoise",
     "MultiplicativeNoise",
     "NoiseLayer",
+    "NoisyDense",
     "PoissonNoise",
     "SaltAndPepperNoise",
     "UniformNoise",
