@@ -295,25 +295,32 @@ def v4(tmp_path):
     return path
 
 
-def test_a_v4_store_is_read_as_it_is_and_migrates_to_v5(tmp_path, v4):
+def test_a_v4_store_is_read_as_it_is_and_migrates_to_the_current_version(tmp_path, v4):
     assert raw(v4, "PRAGMA user_version") == [(4,)]
     with Store(v4, readonly=True) as store:
         assert store.schema_version == 4 and store.claims(1) == []
         assert len(store.done_keys(1)) == 4
     tables = {t: raw(v4, f"SELECT * FROM {t}") for t in ("studies", "arms", "runs", "curves")}
     with Store(v4) as store:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         assert store.run_attempts(1) == {(arm, i): ("done", 1) for arm in ("baseline", "input")
                                          for i in range(2)}
         me = new_owner()
         assert store.claim(1, [("baseline", 0), ("baseline", 2)], me) == {("baseline", 2)}
-    assert raw(v4, "PRAGMA user_version") == [(5,)]
+    assert raw(v4, "PRAGMA user_version") == [(6,)]
     assert raw(v4, "PRAGMA integrity_check") == [("ok",)]
     assert raw(v4, "PRAGMA foreign_key_check") == []
-    assert {t: raw(v4, f"SELECT * FROM {t}") for t in tables} == tables
+    after = {t: raw(v4, f"SELECT * FROM {t}") for t in tables}
+    # every row as it was; the runs gain v6's calibration_json, NULL
+    assert [r[:-1] for r in after.pop("runs")] == tables.pop("runs")
+    assert raw(v4, "SELECT DISTINCT calibration_json FROM runs") == [(None,)]
+    assert after == tables
     Store(tmp_path / "fresh.db").close()  # a migrated store has the tables of a new one
-    sql = "SELECT type, name, sql FROM sqlite_master ORDER BY name"
+    sql = "SELECT type, name, sql FROM sqlite_master WHERE name != 'runs' ORDER BY name"
     assert raw(v4, sql) == raw(tmp_path / "fresh.db", sql)
+    # ALTER TABLE words the runs table's SQL its own way: compare its columns
+    info = "PRAGMA table_info(runs)"
+    assert raw(v4, info) == raw(tmp_path / "fresh.db", info)
     assert raw(v4, "SELECT arm, replica, owner FROM claims") == [("baseline", 2, me)]
     with Store(v4, readonly=True) as store:
         assert [a["name"] for a in store.study("golden4")["arms"]] == [

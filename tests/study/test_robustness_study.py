@@ -343,13 +343,13 @@ def test_a_v3_store_migrates_to_v4_keeping_its_runs_without_settings(tmp_path, v
         assert [r["robustness"] for r in store.runs(1)] == [None] * 4
     runs_v3 = raw(v3, "SELECT * FROM runs ORDER BY id")
     with Store(v3) as store:
-        assert store.schema_version == SCHEMA_VERSION == 5
+        assert store.schema_version == SCHEMA_VERSION == 6
         runs = store.runs(1)
-    assert raw(v3, "PRAGMA user_version") == [(5,)]
+    assert raw(v3, "PRAGMA user_version") == [(6,)]
     assert raw(v3, "PRAGMA integrity_check") == [("ok",)]
-    # every old column as it was, the new one after them, NULL: the settings were not kept
-    assert [r[:-1] for r in raw(v3, "SELECT * FROM runs ORDER BY id")] == runs_v3
-    assert raw(v3, "SELECT DISTINCT robustness_json FROM runs") == [(None,)]
+    # every old column as it was, the new ones after them, NULL: the settings were not kept
+    assert [r[:-2] for r in raw(v3, "SELECT * FROM runs ORDER BY id")] == runs_v3
+    assert raw(v3, "SELECT DISTINCT robustness_json, calibration_json FROM runs") == [(None, None)]
     assert [r["robustness"] for r in runs] == [None] * 4 and all(PGD in r["final"] for r in runs)
     Store(tmp_path / "fresh.db").close()  # a migrated store has the columns of a new one
     assert raw(v3, "PRAGMA table_info(runs)") == raw(tmp_path / "fresh.db", "PRAGMA table_info(runs)")

@@ -96,14 +96,14 @@ def test_opening_for_writing_migrates_keeping_ids_and_curves(tmp_path, v1):
     arms_v1 = raw(v1, "SELECT * FROM arms ORDER BY position")
     studies_v1 = raw(v1, "SELECT * FROM studies")
     with Store(v1) as store:
-        assert store.schema_version == SCHEMA_VERSION == 5 and not store.readonly
-    assert raw(v1, "PRAGMA user_version") == [(5,)]
-    assert raw(v1, "SELECT value FROM noisewise_meta WHERE key = 'schema_version'") == [("5",)]
+        assert store.schema_version == SCHEMA_VERSION == 6 and not store.readonly
+    assert raw(v1, "PRAGMA user_version") == [(6,)]
+    assert raw(v1, "SELECT value FROM noisewise_meta WHERE key = 'schema_version'") == [("6",)]
     assert raw(v1, "PRAGMA integrity_check") == [("ok",)]
     assert raw(v1, "PRAGMA foreign_key_check") == []
     # every old column kept as it was; the new ones after them (v2: diverged_epoch
-    # NULL; v3: the run's arm hash and identity; v4: robustness_json)
-    assert [r[:-4] for r in raw(v1, "SELECT * FROM runs ORDER BY id")] == runs_v1
+    # NULL; v3: the run's arm hash and identity; v4: robustness_json; v6: calibration_json)
+    assert [r[:-5] for r in raw(v1, "SELECT * FROM runs ORDER BY id")] == runs_v1
     assert raw(v1, "SELECT DISTINCT diverged_epoch FROM runs") == [(None,)]
     assert raw(v1, "SELECT * FROM curves ORDER BY run_id, metric") == curves_v1
     assert [r[:5] for r in raw(v1, "SELECT * FROM arms ORDER BY position")] == arms_v1
@@ -137,8 +137,8 @@ def test_user_version_0_with_meta_version_1_is_version_1(v1):
     with Store(v1, readonly=True) as store:
         assert store.schema_version == 1
     with Store(v1) as store:
-        assert store.schema_version == 5 and len(store.runs(1, status=None)) == 4
-    assert raw(v1, "PRAGMA user_version") == [(5,)]
+        assert store.schema_version == 6 and len(store.runs(1, status=None)) == 4
+    assert raw(v1, "PRAGMA user_version") == [(6,)]
 
 
 def test_failed_migration_leaves_the_store_as_it_was(v1, monkeypatch):
@@ -451,7 +451,7 @@ def test_processes_opening_a_v1_store_at_once_migrate_it_once(tmp_path, v1):
                               stderr=subprocess.PIPE, text=True) for i in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
-    assert raw(v1, "PRAGMA user_version") == [(5,)]
+    assert raw(v1, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     assert raw(v1, "PRAGMA integrity_check") == [("ok",)]
     assert [r[0] for r in raw(v1, "SELECT id FROM runs WHERE replica < 10 ORDER BY id")] == [
         1, 2, 3, 4]

@@ -200,7 +200,8 @@ def test_a_bad_option_is_refused_with_its_key_path(train, message):
 def test_an_arm_overrides_only_the_keys_that_make_sense_per_arm():
     raw = spec(arms=[{"name": "baseline"}, {"name": "r", "train": {"epochs": 3}}])
     with pytest.raises(SpecError, match=r"arms\[1\].train.epochs: unknown key; allowed keys: "
-                                        "label_smoothing, learning_rate, weight_decay"):
+                                        "label_smoothing, learning_rate, loss, loss_options, "
+                                        "weight_decay"):
         load_spec(raw)
     raw["arms"][1]["train"] = {"weight_decay": 0.01}
     loaded = load_spec(raw)

@@ -26,6 +26,16 @@ Noise entries (one table each in an arm's ``noise`` list):
   step, optionally with Gaussian noise); keys ``attack``, ``eps``, ``norm``,
   ``steps``, ``step_size``, ``random_start``, ``ratio``, ``noise_stddev``,
   ``clip``, ``from_logits``.
+- ``type = "consistency"``: the model wrapped in
+  :class:`noisewise.consistency.PiModel` (Laine and Aila's Pi-model: a
+  consistency loss between two stochastic passes, learning from unlabeled
+  rows too, see :mod:`noisewise.study.data.labeled`); keys ``weight``,
+  ``rampup_epochs``, ``from_logits``. The arm's model must be stochastic in
+  training (a noise layer, dropout, weight noise or augmentation).
+- ``type = "mixup"``: the model wrapped in
+  :class:`noisewise.augment.mixup.MixupModel` (Zhang et al. 2018: each training
+  batch mixed with a permutation of itself, ``lam ~ Beta(alpha, alpha)``, and
+  the loss mixed alike); key ``alpha``.
 
 Augmentation (an arm's ``augment`` list, see :mod:`noisewise.augment`): the
 spec hands it over as a last noise entry ``{"type": "augment", "transforms":
@@ -284,7 +294,7 @@ def _with_noise(net, noise, data, seed, arm):
         before = _level_names(net)
         if entry["type"] == "weight":
             net = _wrap_weights(net, entry, noise_seed(seed, arm, i))
-        elif entry["type"] not in ("gradient", "augment", "adversarial"):
+        elif entry["type"] not in ("gradient", "augment", "adversarial", "consistency", "mixup"):
             if not injection_points(net, entry["where"]):
                 raise ValueError(f"noise[{i}] ({entry['type']}, where={entry['where']!r}) "
                                  f"matches no layer of model {net.name!r}: the arm would "
@@ -410,7 +420,7 @@ def build_model(model, noise, data, seed, arm, base_dir=None):
             build = _user_model if "builder" in model else _pretrained
             net = build(model, noise, data, seed, arm, base_dir)
             sites = _LEVEL_LAYERS.get(net, {})
-            net = _adversarial(net, noise, seed, arm)
+            net = _adversarial(net, noise, seed, arm, data)
             if sites:
                 _LEVEL_LAYERS[net] = sites
             return net
@@ -426,14 +436,23 @@ def build_model(model, noise, data, seed, arm, base_dir=None):
     x = body(b, x, **options)
     head = b.head(x, data.num_classes, getattr(data, "task", "classification"))
     net = keras.Model(inputs, head, name=f"{model['name']}")
-    return _record(_adversarial(net, noise, seed, arm), noise, b.made)
+    return _record(_adversarial(net, noise, seed, arm, data), noise, b.made)
 
 
-def _adversarial(net, noise, seed, arm):
-    """``net`` wrapped for adversarial training if the arm has an ``adversarial`` entry."""
+def _adversarial(net, noise, seed, arm, data=None):
+    """``net`` wrapped for adversarial training if the arm has an ``adversarial`` entry,
+    or in a Pi-model if it has a ``consistency`` entry."""
     for i, entry in enumerate(noise):
         if entry["type"] == "adversarial":
             from noisewise.robust import adversarial_model
 
             return adversarial_model(net, _arguments(entry), seed=noise_seed(seed, arm, i))
+        if entry["type"] == "consistency":
+            from noisewise.study.data.labeled import consistency_model
+
+            return consistency_model(net, _arguments(entry), data, arm, i)
+        if entry["type"] == "mixup":
+            from noisewise.augment.mixup import MixupModel
+
+            return MixupModel(net, alpha=entry["alpha"], seed=noise_seed(seed, arm, i))
     return net

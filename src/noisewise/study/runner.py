@@ -40,6 +40,7 @@ import time
 from noisewise.random import replica_seed
 from noisewise.study import budget, datasets, sources
 from noisewise.study.config import SpecError, StudySpec, load_spec
+from noisewise.study.data.labeled import data_for
 from noisewise.study.datasets import load_dataset
 from noisewise.study.defaults import DEFAULT_STORE
 from noisewise.study.execute import (DEFAULT_CHUNK, Executor, FitExecutor, RunHooks, RunPlan,
@@ -269,7 +270,8 @@ class Study:
                     self._data = sources.load_streams(self.spec.data, replica_seed(self.spec.seed, 0))
                 else:
                     self._data = load_dataset(self.spec.data, self.spec.base_dir,
-                                              validation_split=self.spec.train.get("validation_split"))
+                                              validation_split=self.spec.train.get("validation_split"),
+                                              study_seed=self.spec.seed)
             except Exception as e:  # noqa: BLE001 -- user loaders raise anything
                 detail = str(e) if isinstance(e, (OSError, ValueError)) else \
                     f"{type(e).__name__}: {e}"
@@ -293,7 +295,8 @@ class Study:
         ``replicas`` keeps only the first that many replicas (default: all seeds)."""
         s = self.spec
         return [
-            RunPlan(s.name, arm, replica, replica_seed(s.seed, replica), self.data,
+            # data_for: without its unlabeled rows for an arm that cannot use them
+            RunPlan(s.name, arm, replica, replica_seed(s.seed, replica), data_for(arm, self.data),
                     s.model, s.train, s.base_dir, s.robustness)
             for replica in range(s.seeds if replicas is None else replicas) for arm in s.arms
             if (arm.name, replica) not in skip

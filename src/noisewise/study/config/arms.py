@@ -19,6 +19,7 @@ from noisewise.study.config.errors import (
     unknown,
 )
 from noisewise.study.config.sections import MAX_ARMS, MAX_GRID_NAME, MAX_NAME, check_arm_train
+from noisewise.study.config.sections import check_arm_predict
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -37,6 +38,8 @@ class Arm:
         train: The arm's ``[train]`` overrides (``arms[i].train``: keys of
             :data:`~noisewise.study.config.sections.ARM_TRAIN_KEYS`), empty if
             none; executors train the arm with ``{**spec.train, **arm.train}``.
+        predict: The arm's ``predict`` table (``samples``, ``mode``), or None:
+            the test split is also predicted by Monte Carlo after training.
     """
 
     name: str
@@ -46,6 +49,7 @@ class Arm:
     position: int = 0
     augment: tuple = ()
     train: dict = dataclasses.field(default_factory=dict)
+    predict: dict | None = None
 
 
 def _plain_numbers(entry):
@@ -219,7 +223,7 @@ def expand_arm(arm, path, position):
     if not isinstance(name, str) or not name or any(c in name for c in "[]"):
         fail(f"{path}.name", f"must be a non-empty string without brackets. Received: {name!r}")
     unknown(arm, ["name", "noise", "grid", "augment", "augment_value_range",
-                  "augment_probability", "augment_adapt", "train"], path)
+                  "augment_probability", "augment_adapt", "train", "predict"], path)
     noise = arm.get("noise", [])
     if not isinstance(noise, list):
         fail(f"{path}.noise", f"must be a list of noise tables. Received: {noise!r}")
@@ -227,9 +231,14 @@ def expand_arm(arm, path, position):
     for kind in vocabulary.UNPLACED:
         if sum(e["type"] == kind for e in clean) > 1:
             fail(f"{path}.noise", f"at most one {kind!r} entry per arm")
+    wrappers = [e["type"] for e in clean if e["type"] in vocabulary.WRAPPERS]
+    if len(wrappers) > 1:  # each wraps the model in its own training step
+        fail(f"{path}.noise", "an arm trains adversarially, with a consistency loss or with "
+                              f"mixup, one of them. Received: {', '.join(wrappers)}")
     augment, value_range = _check_augment(arm, path)
     level = _check_augment_level(arm, path, augment)
     train = check_arm_train(arm.get("train", {}), f"{path}.train")
+    predict = check_arm_predict(arm.get("predict"), f"{path}.predict", bool(augment))
     keys = grid.points({**arm, "noise": clean, "augment": augment}, path, augment_arguments)
     normalised = {"name": name, "noise": clean}
     if augment:  # absent or empty: the normalised arm (and its hash) as before
@@ -242,9 +251,11 @@ def expand_arm(arm, path, position):
         normalised["augment_adapt"] = level["adapt"]
     if train:  # absent or empty: the normalised arm (and its hash) as before
         normalised["train"] = train
+    if predict is not None:  # absent: the normalised arm (and its hash) as before
+        normalised["predict"] = predict
     if not keys:
         return normalised, [_arm(name, clean, augment, value_range, level, position=position,
-                                 train=train)]
+                                 train=train, predict=predict)]
     size = math.prod(len(k.values) for k in keys)
     if position + size > MAX_ARMS:  # before expanding: a large grid is a large product
         fail(f"{path}.grid", f"expands to {size:,} arms, and a study has at most "
@@ -272,7 +283,8 @@ def expand_arm(arm, path, position):
             _check_augment_grid_value(entry, f"{path}.grid ({label}).augment[{i}]", value_range)
         expanded.append(_arm(label, entries["noise"], entries["augment"], value_range, level,
                              parent=name, params=dict(zip(values, combo)),
-                             position=position + len(expanded), train=copy.deepcopy(train)))
+                             position=position + len(expanded), train=copy.deepcopy(train),
+                             predict=copy.deepcopy(predict)))
     return normalised, expanded
 
 

@@ -21,6 +21,8 @@ from noisewise.robust import config as robust_config
 from noisewise.study.audit.result import CHECKS as AUDIT_CHECKS
 from noisewise.study import datasets, models
 from noisewise.study.config import vocabulary
+from noisewise.study.data.label_noise import KINDS as LABEL_NOISE_KINDS
+from noisewise.study.config.sections import MAX_PREDICT_SAMPLES, PREDICT_DEFAULTS, PREDICT_MODES
 from noisewise.study.config.sections import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
@@ -73,9 +75,19 @@ def _augment_entry():
     return _union(members)
 
 
+class LabelNoiseTable(pydantic.BaseModel):
+    """``[data] label_noise``: training labels corrupted (see noisewise.study.data.label_noise)."""
+
+    model_config = _STRICT
+    kind: Literal[LABEL_NOISE_KINDS]
+    rate: Annotated[float, Field(ge=0, lt=1)]
+
+
 def _options_model(name, catalog, /, **fixed):
     fields = {**fixed, **{key: (Any, default) for key, (default, _) in catalog.items()},
-              "task": (Literal[datasets.TASKS], "classification"), "standardize": (bool, False)}
+              "task": (Literal[datasets.TASKS], "classification"), "standardize": (bool, False),
+              "label_noise": (LabelNoiseTable | None, None),
+              "labeled": (Annotated[int, Field(ge=1)] | None, None)}
     return pydantic.create_model(name, __config__=_STRICT, **fields)
 
 
@@ -122,6 +134,7 @@ class TrainSection(pydantic.BaseModel):
     class_weight: Literal["balanced"] | dict[str, Annotated[float, Field(gt=0)]] | None = None
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] | None = None
     from_logits: bool | None = None
+    loss_options: dict[str, _Finite] | None = None
 
 
 class ArmSection(pydantic.BaseModel):
@@ -132,9 +145,13 @@ class ArmSection(pydantic.BaseModel):
     augment_value_range: tuple[_Finite, _Finite] | None = None
     augment_probability: Annotated[float, Field(ge=0, le=1)] | None = None
     augment_adapt: AdaptTable | None = None
-    train: dict[Literal[ARM_TRAIN_KEYS], float] = {}
+    train: dict[Literal[ARM_TRAIN_KEYS], float | str | dict[str, _Finite]] = {}
     grid: dict[Annotated[str, Field(pattern=r"^(noise|augment)\[\d+\]\.[A-Za-z_]\w*$")],
                list[Any]] = {}
+    predict: pydantic.create_model(  # from the constants check_arm_predict uses
+        "PredictTable", __config__=_STRICT,
+        samples=(Annotated[int, Field(ge=1, le=MAX_PREDICT_SAMPLES)], PREDICT_DEFAULTS["samples"]),
+        mode=(Literal[PREDICT_MODES], PREDICT_DEFAULTS["mode"])) | None = None
 
 
 def _keys_model(name, keys, /, **fixed):

@@ -13,6 +13,8 @@ from noisewise._core.validation import _is_real, check_int, check_number, is_fin
 from noisewise.robust.config import ConfigError, check_config
 from noisewise.study import datasets, models, sources
 from noisewise.study.config.errors import SpecError, checked, fail, named, table, unknown
+from noisewise.study.data.label_noise import ASYMMETRIC_DATA, check_label_noise
+from noisewise.study.data.labeled import check_spec as check_labeled
 
 TRAIN_DEFAULTS = {
     "epochs": 100, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.001,
@@ -152,12 +154,48 @@ def _task_keys(check):
         if not isinstance(standardize, bool):
             fail("data.standardize", "must be true (rescale features with the training "
                  f"split's mean and std) or false. Received: {standardize!r}")
+        label_noise = _label_noise(data.pop("label_noise", None), data, task)
+        labeled = data.pop("labeled", None)
+        if labeled is not None:  # absent: the normalised table (and its hash) as before
+            labeled = checked("data.labeled", lambda n, v: check_labeled(v, data, task),
+                              "labeled", labeled)
         out = check(data)
         return {**out, **({"task": task} if task != "classification" else {}),
-                **({"standardize": True} if standardize else {})}
+                **({"standardize": True} if standardize else {}),
+                **({"label_noise": label_noise} if label_noise else {}),
+                **({"labeled": labeled} if labeled is not None else {})}
 
     wrapper.__doc__ = check.__doc__
     return wrapper
+
+
+def _label_noise(entry, data, task):
+    """The checked ``[data] label_noise`` table, or None when absent (rate 0 included:
+    no label changes, so the spec keeps the hash of one without it)."""
+    if entry is None:
+        return None
+    entry = table(entry, "data.label_noise")
+    unknown(entry, ["kind", "rate"], "data.label_noise")
+    for key in ("kind", "rate"):
+        if key not in entry:
+            fail(f"data.label_noise.{key}", "missing; label_noise needs `kind` "
+                 "('symmetric', 'asymmetric' or 'pairflip') and `rate`")
+    try:
+        entry = check_label_noise(entry)
+    except ValueError as e:
+        key = re.match(r"`(\w+)`", str(e)).group(1)
+        fail(f"data.label_noise.{key}", str(e))
+    if task != "classification":
+        fail("data.label_noise", f"corrupts class labels; the data's task is {task}")
+    if "train" in data:
+        fail("data.label_noise", "a streaming source is not read whole, so its labels "
+             "cannot be corrupted once for the study; corrupt them in the source")
+    if entry["kind"] == "asymmetric" and data.get("name") not in ASYMMETRIC_DATA:
+        fail("data.label_noise.kind", "'asymmetric' is the digit map of Patrini et al. "
+             f"(2->7, 3->8, 5<->6, 7->1), defined for the built-in "
+             f"{', '.join(ASYMMETRIC_DATA)} data; use 'pairflip' or 'symmetric'. "
+             f"Received: kind='asymmetric' with data {data.get('name') or 'of your own'}")
+    return entry if entry["rate"] > 0 else None
 
 
 @_task_keys
@@ -273,11 +311,9 @@ def check_train(train, task=None):
         fail("train.optimizer", f"not a usable Keras optimizer with these options "
              f"({problem}). Received: optimizer={out['optimizer']!r}, options={options}")
     keras = _keras()
-    if out["loss"] != "auto":
-        try:
-            keras.losses.get(out["loss"])
-        except (ValueError, TypeError):
-            fail("train.loss", f"must be 'auto' or a Keras loss name. Received: {out['loss']!r}")
+    out["loss"] = loss_name("train.loss", out["loss"])
+    if out["loss"] in NOISEWISE_LOSSES:  # its options in full, so defaults hash alike
+        out.setdefault("loss_options", {})
     metrics = out["metrics"]
     if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
         fail("train.metrics", f"must be a list of Keras metric names. Received: {metrics!r}")
@@ -301,7 +337,43 @@ EARLY_STOPPING = {"monitor": "val_loss", "patience": 10, "min_delta": 0.0,
                   "restore_best_weights": True}
 # The keys an arm may override (arms[i].train): those that change how one
 # model trains, not what the study measures or how the data is split.
-ARM_TRAIN_KEYS = ("learning_rate", "weight_decay", "label_smoothing")
+ARM_TRAIN_KEYS = ("learning_rate", "weight_decay", "label_smoothing", "loss", "loss_options")
+# noisewise.losses by the names a spec uses for them (the short ones are aliases).
+NOISEWISE_LOSSES = {"generalized_cross_entropy": ("q",),
+                    "symmetric_cross_entropy": ("alpha", "beta", "A")}
+LOSS_ALIASES = {"gce": "generalized_cross_entropy", "sce": "symmetric_cross_entropy"}
+
+
+def loss_name(path, value):
+    """``'auto'``, a Keras loss name, or a noisewise loss by its full name (aliases resolved)."""
+    value = LOSS_ALIASES.get(value, value) if isinstance(value, str) else value
+    if value == "auto" or value in NOISEWISE_LOSSES:
+        return value
+    try:
+        _keras().losses.get(value)
+    except (ValueError, TypeError):
+        fail(path, "must be 'auto', a Keras loss name or one of "
+             f"{', '.join(NOISEWISE_LOSSES)} (aliases {', '.join(LOSS_ALIASES)}). "
+             f"Received: {value!r}")
+    return value
+
+
+def _loss_options(path, value, loss):
+    """The constructor arguments of a noisewise loss, defaults filled, checked by
+    building the loss (its own checks); ``from_logits`` is ``train.from_logits``."""
+    value = table(value, path)
+    if loss not in NOISEWISE_LOSSES:
+        fail(path, f"applies to the losses {', '.join(NOISEWISE_LOSSES)}. Received: "
+             f"loss={loss!r}")
+    unknown(value, NOISEWISE_LOSSES[loss], path)
+    from noisewise import losses  # here, not at the top: it loads Keras
+
+    try:
+        built = losses.LOSSES[loss](**value)
+    except ValueError as e:
+        key = re.search(r"`(\w+)`", str(e))
+        fail(f"{path}.{key.group(1)}" if key and key.group(1) in value else path, str(e))
+    return {k: getattr(built, k) for k in NOISEWISE_LOSSES[loss]}
 
 
 def _validation_split(path, value, train):
@@ -393,6 +465,7 @@ TRAIN_OPTIONS = {
     "validation_split": _validation_split, "early_stopping": _early_stopping,
     "lr_schedule": _lr_schedule, "weight_decay": _weight_decay, "class_weight": _class_weight,
     "label_smoothing": _label_smoothing, "from_logits": _from_logits,
+    "loss_options": lambda path, value, train: _loss_options(path, value, train["loss"]),
 }
 
 
@@ -415,8 +488,17 @@ def check_arm_train(entries, path):
         if key == "learning_rate":
             out[key] = checked(f"{path}.{key}", lambda n, v: check_number(
                 n, v, low=0.0, low_open=True), key, value)
+        elif key == "loss":
+            out[key] = loss_name(f"{path}.loss", value)
+        elif key == "loss_options":
+            if "loss" not in entries:
+                fail(f"{path}.loss_options", "give the arm's `loss` with its options")
+            out[key] = _loss_options(f"{path}.{key}", value, loss_name(f"{path}.loss",
+                                                                        entries["loss"]))
         else:  # 0 is kept: it undoes a study-wide value for this arm
             out[key] = TRAIN_OPTIONS[key](f"{path}.{key}", value, None) or 0.0
+    if out.get("loss") in NOISEWISE_LOSSES and "loss_options" not in out:
+        out["loss_options"] = _loss_options(f"{path}.loss_options", {}, out["loss"])
     return out
 
 
@@ -498,4 +580,29 @@ def check_audit(entries):
             fail("audit.checks", f"must be a list of check names among {', '.join(CHECKS)}. "
                  f"Received: {checks!r}")
         out["checks"] = list(dict.fromkeys(checks))
+    return out
+
+
+# An arm's `predict` table: the test split also predicted by Monte Carlo
+# (noisewise.study.execute.uncertainty_eval); absent, the arm as before.
+PREDICT_MODES = ("mc", "dropout", "noise", "tta")
+PREDICT_DEFAULTS = {"samples": 30, "mode": "mc"}
+MAX_PREDICT_SAMPLES = 10_000
+
+
+def check_arm_predict(entries, path, augmented):
+    """An arm's ``predict`` table, defaults filled (so spelling one out keeps the hash),
+    or None when absent; ``mode = "tta"`` needs the arm's ``augment`` list."""
+    if entries is None:
+        return None
+    entries = table(entries, path)
+    unknown(entries, PREDICT_DEFAULTS, path)
+    out = {**PREDICT_DEFAULTS, **entries}
+    out["samples"] = integer(f"{path}.samples", out["samples"], 1, MAX_PREDICT_SAMPLES)
+    if out["mode"] not in PREDICT_MODES:
+        fail(f"{path}.mode", f"must be one of {', '.join(PREDICT_MODES)}. "
+             f"Received: mode={out['mode']!r}")
+    if out["mode"] == "tta" and not augmented:
+        fail(f"{path}.mode", "'tta' draws the arm's augmentation at test time, and the arm has "
+             "no `augment` list")
     return out

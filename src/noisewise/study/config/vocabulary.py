@@ -35,14 +35,18 @@ DROPOUT = {"dropout": ("rate", "noise_shape"), "gaussian_dropout": ("rate",),
 # The arguments a study arm's {type = "adversarial", ...} entry may set.
 ADVERSARIAL_KEYS = ("attack", "eps", "norm", "steps", "step_size", "random_start", "ratio",
                     "noise_stddev", "clip", "from_logits")
-NOISE_TYPES = (*LEVELS, *DROPOUT, "weight", "gradient", "adversarial")
+# The arguments of a {type = "consistency", ...} entry (noisewise.consistency.PiModel).
+CONSISTENCY_KEYS = ("weight", "rampup_epochs", "from_logits")
+NOISE_TYPES = (*LEVELS, *DROPOUT, "weight", "gradient", "adversarial", "consistency", "mixup")
 # Entries that act on the whole model or the optimizer, not at one place in it.
-UNPLACED = ("weight", "gradient", "adversarial")
+UNPLACED = ("weight", "gradient", "adversarial", "consistency", "mixup")
+# Entries that wrap the arm's model in a training wrapper: one per arm.
+WRAPPERS = ("adversarial", "consistency", "mixup")
 RELATIVE = (None, "std", "range")
 ATTACKS = ("fgsm", "pgd", None)
 NORMS = {"linf": "linf", "inf": "linf", float("inf"): "linf", "l2": "l2", 2: "l2", "2": "l2"}
 # Kept as written (not turned into floats): Keras wants integer shapes and counts.
-INTEGER_ARGUMENTS = ("noise_shape", "steps")
+INTEGER_ARGUMENTS = ("noise_shape", "steps", "rampup_epochs")
 # Entries whose level is a variable, which an `adapt` table (an adaptive schedule,
 # noisewise.schedules.adaptive) may drive: level name and (low, high, low_open).
 ADAPTABLE = {**LEVELS, "weight": ("stddev", (0.0, None, False))}
@@ -65,6 +69,10 @@ def noise_arguments(kind):
         return ("eta",), ["eta", "gamma"]
     if kind == "adversarial":
         return (), list(ADVERSARIAL_KEYS)
+    if kind == "consistency":
+        return ("weight",), list(CONSISTENCY_KEYS)
+    if kind == "mixup":
+        return ("alpha",), ["alpha"]
     raise ValueError(f"unknown noise type {kind!r}")
 
 
@@ -124,6 +132,14 @@ def check_noise(entry):
         _arg("ratio", check_number, "ratio", get("ratio", 1.0), low=0.0, high=1.0)
         _arg("noise_stddev", check_non_negative, "noise_stddev", get("noise_stddev", 0.0))
         _arg("clip", check_range, "clip", get("clip"))
+        if get("from_logits") not in (None, True, False):
+            raise ArgumentError("from_logits", "`from_logits` must be None, True or False. "
+                                f"Received: from_logits={get('from_logits')!r}")
+    elif kind == "mixup":
+        _arg("alpha", check_number, "alpha", args["alpha"], low=0.0, low_open=True)
+    elif kind == "consistency":
+        _arg("weight", check_non_negative, "weight", args["weight"])
+        _arg("rampup_epochs", check_int, "rampup_epochs", get("rampup_epochs", 0), low=0)
         if get("from_logits") not in (None, True, False):
             raise ArgumentError("from_logits", "`from_logits` must be None, True or False. "
                                 f"Received: from_logits={get('from_logits')!r}")

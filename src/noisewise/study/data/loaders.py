@@ -18,6 +18,8 @@ from noisewise.study.data.builtin import _BUILDERS, BUILTIN, BUILTIN_TASKS
 from noisewise.study.data.checks import _finish, _labels
 from noisewise.study.data.dataset import _KEYS, VALUE_RANGES, _reorder, _split
 from noisewise.study.data.files import FILE_OPTIONS, _csv, _data_file, _npz
+from noisewise.study.data.label_noise import apply_label_noise
+from noisewise.study.data.labeled import apply_labeled
 
 
 def _forget_if_elsewhere(module_name, base_dir):
@@ -86,7 +88,7 @@ def _loader(ref, base_dir, options):
 _CACHE = {}
 
 
-def load_dataset(data, base_dir=None, *, validation_split=None):
+def load_dataset(data, base_dir=None, *, validation_split=None, study_seed=0):
     """Load the dataset described by a validated ``[data]`` table.
 
     Args:
@@ -100,6 +102,11 @@ def load_dataset(data, base_dir=None, *, validation_split=None):
         validation_split: ``[train] validation_split``: the fraction of the
             training rows held out for validation (None: validate on the test
             split), drawn from the data's ``split_seed`` (0 when it has none).
+        study_seed: ``[study] seed``, which draws ``[data] label_noise`` (the
+            training labels are corrupted after the validation split is held
+            out; see :mod:`~noisewise.study.data.label_noise`).
+            It also chooses the rows that keep their labels under ``[data]
+            labeled`` (:mod:`~noisewise.study.data.labeled`).
 
     Returns:
         A :class:`Dataset`. Built-in datasets are cached per process (before
@@ -111,11 +118,18 @@ def load_dataset(data, base_dir=None, *, validation_split=None):
     data = dict(data)
     task = data.pop("task", BUILTIN_TASKS.get(data.get("name"), "classification"))
     standardize = data.pop("standardize", False)
+    label_noise = data.pop("label_noise", None)
+    labeled = data.pop("labeled", None)
     seed = data.get("split_seed", 0)
     dataset = _load(data, base_dir, task)
     if standardize and dataset.value_range is not None:  # rescaled features leave the known range
         dataset = dataclasses.replace(dataset, value_range=None, range_source=None)
-    return splits.prepare(dataset, validation_split, standardize, seed)
+    dataset = splits.prepare(dataset, validation_split, standardize, seed)
+    if label_noise is not None:  # after the hold-out: validation labels stay clean
+        dataset = apply_label_noise(dataset, label_noise, study_seed)
+    if labeled is not None:  # after the hold-out and the label noise: validation keeps labels
+        dataset = apply_labeled(dataset, labeled, study_seed)
+    return dataset
 
 
 def _load(data, base_dir, task):

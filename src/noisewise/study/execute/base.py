@@ -31,6 +31,7 @@ import numpy as np
 from noisewise.random import derive_seed
 from noisewise.robust import evaluate_config
 from noisewise.study.execute.types import RunPlan, RunResult, versions
+from noisewise.study.execute.uncertainty_eval import uncertainty_evaluation
 from noisewise.study.stats import is_higher_better
 
 
@@ -266,8 +267,8 @@ def result_from_history(plan: RunPlan, history: Mapping[str, list], *, t0: float
             measured up to now, robustness evaluation included.
         started_at: ``time.time()`` when the run started.
         trained: ``callable()`` returning the trained model, called (once) only
-            when the run did not diverge and has a ``[robustness]`` table or a
-            validation split.
+            when the run did not diverge and has a ``[robustness]`` table, a
+            validation split or an arm ``predict`` table.
         diverged: ``(epoch, reason)`` when the executor already knows the run
             diverged (``fit`` raised on a model computing NaN); its history
             then stands as given.
@@ -280,17 +281,23 @@ def result_from_history(plan: RunPlan, history: Mapping[str, list], *, t0: float
             history = until(history, diverged_epoch)
     final = summarize_history(history, plan.train["metrics"])
     validated_apart = getattr(plan.data, "x_val", None) is not None
-    evaluation = None
-    if status == "done" and trained is not None and (plan.robustness or validated_apart):
+    evaluation = calibration = None
+    predicts = getattr(plan.arm, "predict", None) is not None
+    if status == "done" and trained is not None and (plan.robustness or validated_apart
+                                                     or predicts):
         model = trained()
         final.update(evaluate_test_split(plan, model))
+        uncertainty = uncertainty_evaluation(plan, model) if predicts else None
+        if uncertainty is not None:
+            final.update(uncertainty.metrics)
+            calibration = uncertainty.terms
         evaluation = robustness_evaluation(plan, model)
         final.update({} if evaluation is None else evaluation.metrics)
     return RunResult(
         arm=plan.arm, replica=plan.replica, seed=plan.seed, status=status, history=dict(history),
         final=final, wall_s=time.perf_counter() - t0, backend=keras.backend.backend(),
         versions=versions(), error=error, started_at=started_at, diverged_epoch=diverged_epoch,
-        robustness=robustness_terms(evaluation),
+        robustness=robustness_terms(evaluation), calibration=calibration,
     )
 
 

@@ -12,9 +12,10 @@ import json
 import keras
 import numpy as np
 
+from noisewise import losses
 from noisewise.layers.schedules import Adaptive
 from noisewise.optimizers import GradientNoise
-from noisewise.study.config.sections import schedule_classes
+from noisewise.study.config.sections import NOISEWISE_LOSSES, schedule_classes
 from noisewise.study.execute.types import RunPlan
 from noisewise.study.models import adaptive_entries, build_model, noise_seed
 from noisewise.study.stats import is_higher_better
@@ -102,12 +103,14 @@ _PROBABILITY_LOSSES = ("binary_crossentropy", "sparse_categorical_crossentropy")
 def is_probability_loss(train: dict) -> bool:
     """Whether ``train``'s loss reads its inputs as probabilities (or logits with
     ``from_logits``): the cross-entropies, ``auto`` included."""
-    return train["loss"] == "auto" or "crossentropy" in train["loss"]
+    return train["loss"] == "auto" or "crossentropy" in train["loss"] or \
+        train["loss"] in NOISEWISE_LOSSES
 
 
 def make_loss(train: dict, model: keras.Model, task: str = "classification"):
     """The loss of ``[train]`` for ``model``: a name, or a Keras loss object when
-    ``from_logits`` or ``label_smoothing`` is set.
+    ``from_logits`` or ``label_smoothing`` is set, or a :mod:`noisewise.losses`
+    object (``generalized_cross_entropy``, ``symmetric_cross_entropy``).
 
     Raises:
         ValueError: An option the loss cannot honour (``label_smoothing`` on a
@@ -115,6 +118,8 @@ def make_loss(train: dict, model: keras.Model, task: str = "classification"):
     """
     name = default_loss(model, task) if train["loss"] == "auto" else train["loss"]
     smoothing, logits = train.get("label_smoothing") or 0.0, bool(train.get("from_logits"))
+    if name in NOISEWISE_LOSSES:
+        return _noisewise_loss(name, train, task, smoothing, logits)
     if not smoothing and not logits:
         return name
     if task == "regression":
@@ -128,6 +133,17 @@ def make_loss(train: dict, model: keras.Model, task: str = "classification"):
     if not smoothing:
         return keras.losses.SparseCategoricalCrossentropy(from_logits=logits)
     return SmoothedSparseCrossentropy(label_smoothing=smoothing, from_logits=logits)
+
+
+def _noisewise_loss(name, train, task, smoothing, logits):
+    """A loss of :mod:`noisewise.losses` with ``train.loss_options`` (defaults filled)."""
+    if task == "regression":
+        raise ValueError(f"train.loss: {name!r} is a classification loss; the data's task "
+                         "is regression")
+    if smoothing:
+        raise ValueError(f"train.label_smoothing applies to the cross-entropies, not to "
+                         f"{name!r}; give the arm one or the other")
+    return losses.LOSSES[name](from_logits=logits, **(train.get("loss_options") or {}))
 
 
 def make_metrics(train: dict, model: keras.Model) -> list:
@@ -173,8 +189,11 @@ def class_weights(train: dict, data) -> np.ndarray | None:
         raise ValueError("train.class_weight applies to classifiers; the data's task is regression")
     k = data.num_classes
     if entry == "balanced":
-        counts = np.bincount(np.asarray(data.y_train), minlength=k)
-        return (len(data.y_train) / (k * np.maximum(counts, 1))).astype("float32")
+        # Over the labeled rows: a consistency arm's unlabeled ones are -1.
+        y = np.asarray(data.y_train)
+        y = y[y >= 0] if y.ndim == 1 else y
+        counts = np.bincount(y, minlength=k)
+        return (len(y) / (k * np.maximum(counts, 1))).astype("float32")
     names = [str(c) for c in (data.classes or range(k))]
     weights = np.ones(k, dtype="float32")
     for label, weight in entry.items():
@@ -302,6 +321,19 @@ def _train_problem(train, data):
     return None
 
 
+def _predict_problem(plan):
+    if getattr(plan.arm, "predict", None) is None:
+        return None
+    data = plan.data
+    if getattr(data, "task", "classification") != "classification":
+        return (f"arms: {plan.arm.name!r} has `predict`, which measures a classifier's "
+                "calibration; the data's task is regression")
+    if getattr(data, "streaming", False):
+        return (f"arms: {plan.arm.name!r} has `predict`, which predicts the test split as "
+                "arrays; this data is a streaming source")
+    return None
+
+
 def preflight(plan: RunPlan, model: keras.Model) -> None:
     """Check a run's freshly built ``model`` against its data and ``[train]``
     before anything trains: output units against the classes (1 or 2 for
@@ -313,7 +345,8 @@ def preflight(plan: RunPlan, model: keras.Model) -> None:
         ValueError: One line saying what is wrong and what to change.
     """
     train, data = train_of(plan), plan.data
-    problem = _train_problem(train, data) or _units_problem(model, data)
+    problem = (_train_problem(train, data) or _predict_problem(plan)
+               or _units_problem(model, data))
     if problem is None and getattr(data, "task", "classification") == "classification":
         problem = _logits_problem(model, data, train)
     if problem is not None:

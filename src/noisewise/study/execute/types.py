@@ -39,6 +39,7 @@ class RunPlan:
     train: dict
     base_dir: str | None = None
     robustness: dict | None = None
+    calibration: dict | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -76,6 +77,9 @@ class RunResult:
             range of the examples and the clip with where each came from; one
             record per metric with its settings and 95% interval over
             examples), or None without a ``[robustness]`` evaluation.
+        calibration: What the report's reliability diagrams draw for an arm
+            with ``predict`` (:class:`~noisewise.study.execute.uncertainty_eval.UncertaintyEvaluation`'s
+            ``terms``), or None.
     """
 
     arm: Any
@@ -91,6 +95,7 @@ class RunResult:
     started_at: float | None = None
     diverged_epoch: int | None = None
     robustness: dict | None = None
+    calibration: dict | None = None
 
     @property
     def key(self) -> tuple[str, int]:

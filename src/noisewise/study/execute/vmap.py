@@ -264,6 +264,10 @@ def unsupported_reason(plans: Sequence[RunPlan] = ()) -> str | None:
     if any("early_stopping" in train_of(plan) for plan in plans):
         return ("train.early_stopping stops each run at its own epoch, and the vectorised "
                 "executor trains a chunk's replicas through every epoch together")
+    for plan in plans:
+        if any(entry["type"] == "consistency" for entry in plan.arm.noise):
+            return (f"arm {plan.arm.name!r} ramps its consistency weight up each epoch, a "
+                    "callback of fit that a compiled block of epochs does not run")
     seen = set()
     for plan in plans:
         key = structure_key(plan)

@@ -165,6 +165,14 @@ def figures(d, arms, summary, grids, reference, comparison=None):
     if gaps:
         add("main", plots.gap_figure(arms, gaps, train, reference), "gap",
             f"Train-test gap ({train} minus {val}) per arm over epochs")
+    from noisewise.study.report import calibration  # matplotlib, as above
+
+    pooled = calibration.pool([r for r in d["runs"] if r["arm"] in arms])
+    if pooled:
+        add("main", calibration.calibration_figure(pooled), "calibration",
+            "Reliability diagram per arm with predict: accuracy against confidence",
+            bins=next(iter(pooled.values()))["bins"],
+            pooled="; ".join(calibration.caption_rows(pooled)))
     return out
 
 

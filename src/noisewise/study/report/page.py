@@ -22,7 +22,8 @@ from noisewise.study.report.spec_toml import spec_to_toml
 
 DASH = Markup("&ndash;")
 SECTION_TITLES = {"forest": "Verdict", "final": "Final metric per seed",
-                  "curves": "Learning curves", "loss": "Loss curves", "gap": "Train-test gap"}
+                  "curves": "Learning curves", "loss": "Loss curves", "gap": "Train-test gap",
+                  "calibration": "Calibration"}
 # Summary table columns: (header, what it holds, shown as the header's tooltip).
 COLUMNS = (("arm", "arm"), ("n", "replicas (seeds) with a finished run"),
            ("mean", "mean of the final metric"), ("95% CI", "95% CI of the mean"),

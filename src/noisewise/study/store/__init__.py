@@ -30,7 +30,7 @@ The schema version is ``PRAGMA user_version`` (the ``schema_version`` row of
 row at 1 is version 1). Opening an older store for writing applies
 ``_MIGRATIONS`` in order, in one transaction; a newer store is refused.
 
-Tables (schema version 5)::
+Tables (schema version 6)::
 
     noisewise_meta(key, value)        schema_version, created_with, created_at
     studies(id, name UNIQUE, spec_json, spec_hash, study_seed, reference, created_at,
@@ -38,7 +38,7 @@ Tables (schema version 5)::
     arms(study_id, name, position, parent, params_json, arm_hash, config_json, current)
     runs(id, study_id, arm, replica, seed, status, attempts, backend, versions_json,
          started_at, finished_at, wall_s, final_json, error, diverged_epoch,
-         arm_hash, identity, robustness_json)
+         arm_hash, identity, robustness_json, calibration_json)
          UNIQUE(study_id, arm, arm_hash, replica), UNIQUE(study_id, identity)
     curves(run_id, metric, n, first_epoch, epoch_step, epochs, vals)
     claims(study_id, arm, replica, owner, host, pid, claimed_at, heartbeat_at, ttl_s)
@@ -57,6 +57,8 @@ Version 5 added ``claims``: the runs processes sharing a store have taken to
 train (:mod:`noisewise.study.store.claims`: :meth:`Store.claim`,
 :meth:`Store.heartbeat`, :meth:`Store.release`; a claim expires after its
 ``ttl_s`` without a heartbeat, or when its process on this host has ended).
+Version 6 added ``runs.calibration_json`` (the reliability-diagram sums of a
+run whose arm has ``predict``; NULL for runs stored before).
 
 A curve is one metric of one run: ``vals`` is a little-endian float64 array
 (``numpy.frombuffer(vals, "<f8")``); its epoch numbers are

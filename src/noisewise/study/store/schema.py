@@ -11,7 +11,7 @@ from noisewise.study.store import identity
 from noisewise.study.store.codec import _dumps
 
 APPLICATION_ID = int.from_bytes(b"NWst", "big")
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 MAGIC = b"SQLite format 3\x00"
 
 _STATUS_CHECK = "status TEXT NOT NULL CHECK (status IN ('done', 'failed', 'diverged'))"
@@ -36,7 +36,8 @@ _RUNS_V3 = f"""CREATE TABLE {{name}}(
         UNIQUE(study_id, arm, arm_hash, replica), UNIQUE(study_id, identity))"""
 # Version 4: the terms of a run's [robustness] figures (runs.robustness_json), last,
 # where ALTER TABLE puts it in a migrated store.
-RUNS = _RUNS_V3.replace("{extra}", ",\n        robustness_json TEXT")
+# Version 6: the reliability-diagram sums of an arm with `predict` (runs.calibration_json).
+RUNS = _RUNS_V3.replace("{extra}", ",\n        robustness_json TEXT,\n        calibration_json TEXT")
 _RUNS_V3 = _RUNS_V3.replace("{extra}", "")
 _V1_RUN_COLUMNS = ("id, study_id, arm, replica, seed, status, attempts, backend, versions_json,"
                    " started_at, finished_at, wall_s, final_json, error")
@@ -156,5 +157,11 @@ def _to_v5(con):
     con.execute(CLAIMS)
 
 
+def _to_v6(con):
+    """runs.calibration_json: the reliability-diagram sums of a run whose arm has
+    ``predict`` (NULL for every run stored before: none had the key)."""
+    con.execute("ALTER TABLE runs ADD COLUMN calibration_json TEXT")
+
+
 # version -> the step from version - 1, applied in order when opened for writing
-MIGRATIONS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5}
+MIGRATIONS = {2: _to_v2, 3: _to_v3, 4: _to_v4, 5: _to_v5, 6: _to_v6}

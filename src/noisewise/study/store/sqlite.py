@@ -376,7 +376,8 @@ class Store(ClaimsMixin, StoreFile):
                 only), ``started_at``, ``finished_at`` (datetime, ISO text or
                 POSIX seconds; default: finished now, started ``wall_s``
                 earlier), ``robustness`` (the terms of its ``[robustness]``
-                figures, a JSON-ready dict, or None).
+                figures, a JSON-ready dict, or None), ``calibration`` (the
+                reliability-diagram sums of an arm with ``predict``, or None).
 
         The run's identity (:func:`~noisewise.study.store.identity.run_identity`)
         comes from its arm as the study describes it (an arm the study does not
@@ -408,7 +409,8 @@ class Store(ClaimsMixin, StoreFile):
                started and started.isoformat(timespec="milliseconds"),
                finished.isoformat(timespec="milliseconds"), wall_s,
                _dumps(result.final or {}), None if error is None else str(error),
-               diverged_epoch, _json_or_none(getattr(result, "robustness", None)))
+               diverged_epoch, _json_or_none(getattr(result, "robustness", None)),
+               _json_or_none(getattr(result, "calibration", None)))
         curves = _encode_history(result.history)  # encoded before the transaction
         try:
             with self._transaction() as con:
@@ -428,8 +430,8 @@ class Store(ClaimsMixin, StoreFile):
                 run_id = con.execute(
                     "INSERT INTO runs(study_id, arm, replica, seed, attempts, status, backend,"
                     " versions_json, started_at, finished_at, wall_s, final_json, error,"
-                    " diverged_epoch, robustness_json, arm_hash, identity) VALUES"
-                    f" ({', '.join('?' * 17)})",
+                    " diverged_epoch, robustness_json, calibration_json, arm_hash, identity)"
+                    f" VALUES ({', '.join('?' * 18)})",
                     (study_id, arm, replica, seed, (old[2] + 1) if old else 1, *row, digest,
                      identity.run_identity(digest, replica, seed, shared)),
                 ).lastrowid
@@ -468,20 +470,24 @@ class Store(ClaimsMixin, StoreFile):
         not finite), error, diverged_epoch (None unless diverged), identity
         (None in stores older than schema 3), robustness (the terms of the
         run's ``[robustness]`` figures: ``{"data": ..., "records": [...]}``;
-        None without them, and in stores older than schema 4), current, and
+        None without them, and in stores older than schema 4), calibration (the
+        reliability-diagram sums of an arm with ``predict``; None without, and in
+        stores older than schema 6), current, and
         the arm's arm_position, arm_parent, arm_params, is_reference.
         """
         sql, args, flag = self._from(study_id, status, current)
         arms = {a["name"]: a for a in self.arms(study_id, current=False)}
         ident = "r.identity" if self.schema_version >= 3 else "NULL"
         terms = "r.robustness_json" if self.schema_version >= 4 else "NULL"
+        calibration = "r.calibration_json" if self.schema_version >= 6 else "NULL"
         order = f"{flag} DESC, a.position, r.replica" if not current else "a.position, r.replica"
         query = ("SELECT r.id, r.arm, r.replica, r.seed, r.status, r.attempts, r.backend,"
                  " r.versions_json, r.started_at, r.finished_at, r.wall_s, r.final_json, r.error,"
-                 f" {self._v2('r.diverged_epoch')}, {ident}, {terms}, {flag} {sql} ORDER BY {order}")
+                 f" {self._v2('r.diverged_epoch')}, {ident}, {terms}, {calibration}, {flag} {sql}"
+                 f" ORDER BY {order}")
         out = []
-        for (rid, arm, rep, seed, st, att, backend, versions, started, finished, wall,
-             final, error, diverged, ident, terms, is_current) in self._con.execute(query, args):
+        for (rid, arm, rep, seed, st, att, backend, versions, started, finished, wall, final,
+             error, diverged, ident, terms, calib, is_current) in self._con.execute(query, args):
             info = arms.get(arm, {})
             out.append({
                 "id": rid, "arm": arm, "replica": rep, "seed": seed, "status": st,
@@ -489,6 +495,7 @@ class Store(ClaimsMixin, StoreFile):
                 "started_at": started, "finished_at": finished, "wall_s": wall,
                 "final": _final(final), "error": error, "diverged_epoch": diverged,
                 "identity": ident, "robustness": json.loads(terms) if terms else None,
+                "calibration": json.loads(calib) if calib else None,
                 "current": bool(is_current),
                 "arm_position": info.get("position"), "arm_parent": info.get("parent"),
                 "arm_params": info.get("params", {}),
