@@ -183,3 +183,11 @@ def test_balanced_class_weights_count_the_labeled_rows_only():
                                len(labeled) / (2 * counts), rtol=1e-6)
     result = FitExecutor().run_one(plan)
     assert result.status == "done", result.error
+
+
+def test_the_audit_checks_the_labeled_rows_only():
+    study = Study(spec_with(audit={"checks": ["duplicate", "imbalance"]}))
+    result = study.audit()
+    y = np.asarray(study.data.y_train)
+    assert (y == UNLABELED).sum() > 0
+    assert result.splits["train"] == int((y >= 0).sum()) == BASE["data"]["labeled"]

@@ -102,12 +102,19 @@ def audit(spec_or_study, *, folds=None, epochs=None, checks=None, seed=None, fai
     if data.streaming:
         raise ValueError("the audit reads the data as arrays; a streaming source is not "
                          "loaded whole. Received: [data] with `train`/`test` sources")
-    splits = {"train": (data.x_train, data.y_train)}
+    x, y, notes = data.x_train, np.asarray(data.y_train), data.notes
+    if data.task == "classification" and y.ndim == 1 and (y < 0).any():
+        # [data] labeled: the unlabeled rows (-1) have no label to check or learn.
+        keep = y >= 0
+        notes = (*notes, f"audit: the {int((~keep).sum())} unlabeled training rows "
+                         "([data] labeled) are left out; the labeled ones are audited")
+        x, y = x[keep], y[keep]
+    splits = {"train": (x, y)}
     if data.x_val is not None:
         splits["validation"] = (data.x_val, data.y_val)
     splits["test"] = (data.x_test, data.y_test)
     return _run(splits, data.task, data.num_classes if data.task == "classification" else None,
-                spec, data, folds, epochs, checks, seed, thresholds, data.notes)
+                spec, data, folds, epochs, checks, seed, thresholds, notes)
 
 
 def audit_arrays(x_train, y_train, x_test, y_test, *, x_val=None, y_val=None,
