@@ -16,7 +16,10 @@ it prints each prediction's mean over seeds with its 95% interval, and the
 paired difference of each against ``deterministic`` (same replica seeds; for
 ``mc_dropout``, the same trained weights) with its interval, p-value and the
 share of seeds on which it is better; then, per arm, its Monte Carlo
-prediction against its own deterministic one (the same weights both ways). The figures come from the store, with
+prediction against its own deterministic one (the same weights both ways).
+Between the two, each arm's accuracy minus its mean confidence over every
+seed's test rows, deterministic / Monte Carlo (below 0: overconfident), from
+the reliability sums each run stores. The figures come from the store, with
 noisewise.study's estimates and paired comparisons.
 
     python examples/mc_uncertainty.py                  # 20 seeds, 60 epochs
@@ -74,6 +77,21 @@ def records(runs, metric, rows=ROWS):
     return out
 
 
+def confidence_gaps(runs):
+    """Per arm, deterministic / Monte Carlo: correct rows minus summed confidence over
+    the rows, from the reliability sums each run stores (``calibration``)."""
+    out = []
+    for arm in ("dropout", "noise", "tta"):
+        gaps = []
+        for kind in ("deterministic", "mc"):
+            sums = [r["calibration"][kind] for r in runs if r["arm"] == arm]
+            rows = sum(sum(s["count"]) for s in sums)
+            gaps.append((sum(sum(s["correct"]) for s in sums)
+                         - sum(sum(s["confidence"]) for s in sums)) / rows)
+        out.append(f"{arm} {gaps[0]:+.4f} / {gaps[1]:+.4f}")
+    return ", ".join(out)
+
+
 def answer():
     spec = load_spec(SPEC)
     Study(spec).run(store=STORE, quiet=QUICK)
@@ -97,6 +115,8 @@ def answer():
                          f"{c.ci_high:+.4f}], n={c.n} paired seeds, {p}, "
                          f"better on {c.prob_better:.0%}")
             print(line)
+    print(f"accuracy - confidence over every seed's test rows (below 0: overconfident): "
+          f"{confidence_gaps(done)}")
     # The same weights both ways: what drawing at test time does to each arm's own model.
     print("each arm's Monte Carlo prediction - its own deterministic one (same weights):")
     for arm in ("dropout", "noise", "tta"):

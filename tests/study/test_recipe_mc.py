@@ -39,5 +39,9 @@ def test_mc_uncertainty_example_answers_every_metric_for_every_prediction(tmp_pa
     for r in rows:  # mean [low, high]: a finite estimate inside its interval
         mean, low, high = float(r[1]), float(r[2].strip("[,")), float(r[3].strip("],"))
         assert low <= mean <= high, r
+    gaps = next(line for line in lines if line.startswith("accuracy - confidence"))
+    values = [float(v) for part in gaps.rsplit("): ", 1)[1].split(", ")
+              for v in part.split()[1::2]]
+    assert len(values) == 6 and all(-1 <= v <= 1 for v in values), gaps
     assert lines[-1] == "tensorflow loaded: False"
     assert (tmp_path / "s.db").exists()
