@@ -16,7 +16,7 @@ $(VENV)/.base: pyproject.toml
 # version pulls several GB of CUDA packages.
 $(VENV)/.all: $(VENV)/.base
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e ".[dev,torch,tensorflow,tensorboard,mlflow,pandas,grain,distributed,audit]"
+	$(PY) -m pip install -q -e ".[dev,torch,tensorflow,tensorboard,mlflow,pandas,grain,distributed,audit,crosscheck]"
 	touch $@
 
 .PHONY: study test test-fast lint
