@@ -33,6 +33,7 @@ import numpy as np
 from keras import ops
 
 from noisewise._core.validation import check_choice, check_int, check_number
+from noisewise._core.wrapper import ModelWrapper
 from noisewise.random import layer_seed
 
 RELATIVE = (None, "std")
@@ -58,7 +59,7 @@ def _check_sigmoid_unit(model):
 
 
 @keras.saving.register_keras_serializable(package="noisewise")
-class NoiseContrastModel(keras.Model):
+class NoiseContrastModel(ModelWrapper):
     """Train ``model`` to tell normal rows from noisy copies; score anomalies by it.
 
     Each training batch ``x`` becomes ``[x, x + noise]`` with targets ``[0, 1]``
@@ -105,32 +106,13 @@ class NoiseContrastModel(keras.Model):
     """
 
     def __init__(self, model, *, stddev=0.5, relative=None, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(model, dict):
-            model = keras.saving.deserialize_keras_object(model)
-        if not isinstance(model, keras.Model):
-            raise ValueError(f"`model` must be a keras.Model. Received: model={model!r}")
-        _check_sigmoid_unit(model)
-        self.model = model
+        super().__init__(model, **kwargs)
+        _check_sigmoid_unit(self.model)
         self.stddev = check_number("stddev", stddev, low=0.0, low_open=True)
         self.relative = check_choice("relative", relative, RELATIVE)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(layer_seed(seed), name="contrast_seed")
 
-    def call(self, inputs, training=None):
-        return self.model(inputs, training=training)
-
-    # Shapes of the wrapped model, so code that inspects a model treats the wrapper alike.
-    @property
-    def input_shape(self):
-        return self.model.input_shape
-
-    @property
-    def output_shape(self):
-        return self.model.output_shape
-
-    def compute_output_shape(self, input_shape):
-        return self.model.compute_output_shape(input_shape)
 
     def compile(self, optimizer="rmsprop", loss="binary_crossentropy", **kwargs):
         super().compile(optimizer=optimizer, loss=loss, **kwargs)

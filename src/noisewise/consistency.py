@@ -38,6 +38,7 @@ import keras
 from keras import ops
 
 from noisewise._core.validation import check_int, check_number
+from noisewise._core.wrapper import ModelWrapper
 
 _PROBABILITIES = {"softmax": False, "sigmoid": False, "linear": True}
 
@@ -90,7 +91,7 @@ class _RampUp(keras.callbacks.Callback):
 
 
 @keras.saving.register_keras_serializable(package="noisewise")
-class PiModel(keras.Model):
+class PiModel(ModelWrapper):
     """Train ``model`` with the Pi-model's consistency loss, labeled and unlabeled rows together.
 
     Args:
@@ -120,17 +121,13 @@ class PiModel(keras.Model):
 
     def __init__(self, model, *, weight=1.0, rampup_epochs=0, augment=None, from_logits=None,
                  **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(model, dict):
-            model = keras.saving.deserialize_keras_object(model)
+        super().__init__(model, **kwargs)
+        model = self.model
         if isinstance(augment, dict):
             augment = keras.saving.deserialize_keras_object(augment)
-        if not isinstance(model, keras.Model):
-            raise ValueError(f"`model` must be a keras.Model. Received: model={model!r}")
         if augment is not None and not isinstance(augment, keras.layers.Layer):
             raise ValueError("`augment` must be None or a Keras layer (so its random state "
                              f"is part of the training state). Received: augment={augment!r}")
-        self.model = model
         self.weight = check_number("weight", weight, low=0.0)
         self.rampup_epochs = check_int("rampup_epochs", rampup_epochs, low=0)
         self.augment = augment
@@ -167,18 +164,6 @@ class PiModel(keras.Model):
         if training and self.augment is not None:
             inputs = self.augment(inputs, training=True)
         return self.model(inputs, training=training)
-
-    # Shapes of the wrapped model, so code that inspects a model treats the wrapper alike.
-    @property
-    def input_shape(self):
-        return self.model.input_shape
-
-    @property
-    def output_shape(self):
-        return self.model.output_shape
-
-    def compute_output_shape(self, input_shape):
-        return self.model.compute_output_shape(input_shape)
 
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, **kwargs):

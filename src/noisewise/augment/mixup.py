@@ -32,11 +32,12 @@ import keras
 from keras import ops
 
 from noisewise._core.validation import check_number
+from noisewise._core.wrapper import ModelWrapper
 from noisewise.random import layer_seed
 
 
 @keras.saving.register_keras_serializable(package="noisewise")
-class MixupModel(keras.Model):
+class MixupModel(ModelWrapper):
     """Train ``model`` on mixup batches (see the module docstring).
 
     Args:
@@ -47,30 +48,11 @@ class MixupModel(keras.Model):
     """
 
     def __init__(self, model, *, alpha=0.2, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(model, dict):
-            model = keras.saving.deserialize_keras_object(model)
-        if not isinstance(model, keras.Model):
-            raise ValueError(f"`model` must be a keras.Model. Received: model={model!r}")
-        self.model = model
+        super().__init__(model, **kwargs)
         self.alpha = check_number("alpha", alpha, low=0.0, low_open=True)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(layer_seed(seed), name="mixup_seed")
 
-    def call(self, inputs, training=None):
-        return self.model(inputs, training=training)
-
-    # Shapes of the wrapped model, so code that inspects a model treats the wrapper alike.
-    @property
-    def input_shape(self):
-        return self.model.input_shape
-
-    @property
-    def output_shape(self):
-        return self.model.output_shape
-
-    def compute_output_shape(self, input_shape):
-        return self.model.compute_output_shape(input_shape)
 
     def mix(self, x):
         """``(mixed x, lam, perm)`` for one batch: the draws of a training step."""

@@ -27,6 +27,7 @@ import keras
 from keras import ops
 
 from noisewise._core.validation import check_choice, check_int, check_non_negative, check_number, check_range
+from noisewise._core.wrapper import ModelWrapper
 from noisewise.random import layer_seed
 from noisewise.robust import _model, attacks
 
@@ -43,7 +44,7 @@ def _int_labels(y, spec):
 
 
 @keras.saving.register_keras_serializable(package="noisewise")
-class AdversarialModel(keras.Model):
+class AdversarialModel(ModelWrapper):
     """Train ``model`` on adversarial (and optionally noisy) examples with ``fit``.
 
     Args:
@@ -83,10 +84,7 @@ class AdversarialModel(keras.Model):
     def __init__(self, model, *, attack="pgd", eps=0.1, norm="linf", steps=7, step_size=None,
                  random_start=True, ratio=1.0, noise_stddev=0.0, clip=None, from_logits=None,
                  seed=None, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(model, dict):
-            model = keras.saving.deserialize_keras_object(model)
-        self.model = model
+        super().__init__(model, **kwargs)
         self.attack = check_choice("attack", attack, ATTACKS)
         self.eps = check_non_negative("eps", eps)
         self.norm = attacks.check_norm(norm)
@@ -100,24 +98,8 @@ class AdversarialModel(keras.Model):
         self.clip = check_range("clip", clip)
         self.from_logits = from_logits
         self.seed = seed
-        self.spec = _model.inspect_output(model, from_logits)
+        self.spec = _model.inspect_output(self.model, from_logits)
         self.seed_generator = keras.random.SeedGenerator(layer_seed(seed))
-
-    def call(self, inputs, training=None):
-        return self.model(inputs, training=training)
-
-    # Shapes of the wrapped model, so code that inspects a model (a default
-    # loss chosen from the output units, a summary) treats the wrapper alike.
-    @property
-    def input_shape(self):
-        return self.model.input_shape
-
-    @property
-    def output_shape(self):
-        return self.model.output_shape
-
-    def compute_output_shape(self, input_shape):
-        return self.model.compute_output_shape(input_shape)
 
     def _start(self, x):
         if self.attack != "pgd" or not self.random_start:
