@@ -78,6 +78,12 @@ NO_CASE = {
                         "not a layer; tests/robust/test_adversarial.py covers it",
     "PiModel": "a keras.Model that trains another model with a consistency loss, "
                "not a layer; tests/test_consistency.py covers it",
+    "MixupModel": "a keras.Model that trains another model on mixed batches, not a layer; "
+                  "tests/augment/test_mixup.py covers it",
+    "NoiseContrastModel": "a keras.Model that trains a detector on clean and noisy rows, not "
+                          "a layer; tests/test_anomaly.py covers it",
+    "GAN": "a keras.Model that trains a generator and a discriminator, not a layer; "
+           "tests/test_gan.py covers it",
 }
 
 PUBLIC_MODULES = ("noisewise", "noisewise.layers", "noisewise.augment", "noisewise.robust",
