@@ -141,9 +141,9 @@ def trend(arm, epochs, matrix, metric, higher_is_better=True, tail=TAIL,
 
     Measured on the circles example (``make study``: 30 seeds, 4000 epochs,
     val_accuracy; ``noisewise show circles`` prints it): 3 of 13 arms are
-    flagged, with gains over epochs 3601-4000 of +0.0025 [+0.0003, +0.0047]
-    (hidden_pre), +0.0024 [+0.0004, +0.0044] (hidden_grid[stddev=0.1]) and
-    +0.0124 [+0.0083, +0.0165] (hidden_grid[stddev=1.0]); the baseline's
+    flagged, with gains over epochs 3601-4000 of +0.0030 [+0.0009, +0.0050]
+    (hidden_pre), +0.0019 [+0.0002, +0.0036] (hidden_grid[stddev=0.3]) and
+    +0.0120 [+0.0086, +0.0155] (hidden_grid[stddev=1.0]); the baseline's
     interval holds zero. Each arm is tested at 95% (a flat curve is flagged
     2.5% of the time, as ``tests/study/test_verdict.py`` checks), so with many
     arms a flag can be chance: it is a warning, not a finding.
