@@ -151,7 +151,7 @@ class ArmSection(pydantic.BaseModel):
     predict: pydantic.create_model(  # from the constants check_arm_predict uses
         "PredictTable", __config__=_STRICT,
         samples=(Annotated[int, Field(ge=1, le=MAX_PREDICT_SAMPLES)], PREDICT_DEFAULTS["samples"]),
-        mode=(Literal[PREDICT_MODES], PREDICT_DEFAULTS["mode"])) | None = None
+        mode=(Literal[tuple(PREDICT_MODES)], PREDICT_DEFAULTS["mode"])) | None = None
 
 
 def _keys_model(name, keys, /, **fixed):

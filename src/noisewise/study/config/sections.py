@@ -585,7 +585,10 @@ def check_audit(entries):
 
 # An arm's `predict` table: the test split also predicted by Monte Carlo
 # (noisewise.study.execute.uncertainty_eval); absent, the arm as before.
-PREDICT_MODES = ("mc", "dropout", "noise", "tta")
+# mode -> the kinds of layer that draw (noisewise.uncertainty.KINDS), one table for
+# the spec's check and the evaluation after training.
+PREDICT_MODES = {"mc": ("dropout", "noise"), "dropout": ("dropout",), "noise": ("noise",),
+                 "tta": ("augment",)}
 PREDICT_DEFAULTS = {"samples": 30, "mode": "mc"}
 MAX_PREDICT_SAMPLES = 10_000
 

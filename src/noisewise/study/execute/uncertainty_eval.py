@@ -17,8 +17,8 @@ the input (test-time augmentation). The draws' seed depends on the replica
 only, so replica i of every arm is predicted with the same seeds (paired).
 
 Example:
-    >>> from noisewise.study.execute.uncertainty_eval import MODES
-    >>> MODES["mc"]
+    >>> from noisewise.study.config.sections import PREDICT_MODES
+    >>> PREDICT_MODES["mc"]
     ('dropout', 'noise')
 """
 
@@ -27,6 +27,7 @@ import dataclasses
 import numpy as np
 
 from noisewise.random import derive_seed
+from noisewise.study.config.sections import PREDICT_MODES
 from noisewise.uncertainty import (
     aurc,
     brier_score,
@@ -37,8 +38,6 @@ from noisewise.uncertainty import (
     stochastic_call,
 )
 
-MODES = {"mc": ("dropout", "noise"), "dropout": ("dropout",), "noise": ("noise",),
-         "tta": ("augment",)}
 BINS = 15
 
 
@@ -96,7 +95,7 @@ def uncertainty_evaluation(plan, model):
     det = stochastic_call(model, x, 0, stochastic=(), batch_size=batch_size,
                           from_logits=from_logits)
     mc = predict_mc(model, x, predict["samples"], derive_seed(plan.seed, "predict"),
-                    stochastic=MODES[predict["mode"]], batch_size=batch_size,
+                    stochastic=PREDICT_MODES[predict["mode"]], batch_size=batch_size,
                     from_logits=from_logits)
     y = np.asarray(y)
     labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(len(y))
