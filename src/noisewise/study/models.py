@@ -420,7 +420,7 @@ def build_model(model, noise, data, seed, arm, base_dir=None):
             build = _user_model if "builder" in model else _pretrained
             net = build(model, noise, data, seed, arm, base_dir)
             sites = _LEVEL_LAYERS.get(net, {})
-            net = _adversarial(net, noise, seed, arm, data)
+            net = _training_wrapper(net, noise, seed, arm, data)
             if sites:
                 _LEVEL_LAYERS[net] = sites
             return net
@@ -436,12 +436,12 @@ def build_model(model, noise, data, seed, arm, base_dir=None):
     x = body(b, x, **options)
     head = b.head(x, data.num_classes, getattr(data, "task", "classification"))
     net = keras.Model(inputs, head, name=f"{model['name']}")
-    return _record(_adversarial(net, noise, seed, arm, data), noise, b.made)
+    return _record(_training_wrapper(net, noise, seed, arm, data), noise, b.made)
 
 
-def _adversarial(net, noise, seed, arm, data=None):
-    """``net`` wrapped for adversarial training if the arm has an ``adversarial`` entry,
-    or in a Pi-model if it has a ``consistency`` entry."""
+def _training_wrapper(net, noise, seed, arm, data=None):
+    """``net`` in the training wrapper of the arm's ``adversarial``, ``consistency``
+    or ``mixup`` entry (an arm has at most one), or ``net`` itself without one."""
     for i, entry in enumerate(noise):
         if entry["type"] == "adversarial":
             from noisewise.robust import adversarial_model

@@ -300,6 +300,3 @@ def predict_mc(model: keras.layers.Layer, x: Any, n: int = 30, seed: int = 0, *,
     return MCPrediction(mean=mean, entropy=entropy, mutual_information=information,
                         std=samples.std(axis=0), samples=samples if return_samples else None,
                         n=n, seed=seed)
-
-
-# -- metrics (NumPy) ---------------------------------------------------------------
