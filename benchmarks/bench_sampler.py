@@ -1,4 +1,4 @@
-"""Nanoseconds per normal draw: the hash sampler, its previous 24-bit version, and jax.random.normal.
+"""Nanoseconds per normal draw: the hash sampler, its variants, and jax.random.normal on three generators.
 
 The contenders, each compiled with ``jax.jit`` and timed in this one process
 on JAX's CPU backend:
@@ -12,7 +12,14 @@ on JAX's CPU backend:
 * ``hashed-24bit``: the previous version, kept here as :func:`_old_normal`: one
   word, a 24-bit symmetric grid in (-1, 1), truncated at |z| = 5.42, with
   Giles' single-precision tail polynomial;
-* ``jax.random.normal``: Threefry-2x32 bits through JAX's own erfinv.
+* ``jax.random.normal``: Threefry-2x32 bits through JAX's own erfinv;
+* ``jax-rbg`` and ``jax-unsafe-rbg``: the same transform on bits from JAX's
+  ``rbg`` and ``unsafe_rbg`` generators (XLA's RngBitGenerator; ``unsafe_rbg``
+  also derives keys without Threefry, so streams are not guaranteed to be
+  independent);
+* ``hashed-box-muller``: the same two hash words per pair of draws, turned into
+  normals by the Box-Muller transform (a log, a square root, a sine and a
+  cosine per pair), an exact transform with tails out to sqrt(-2 log 2**-32) = 6.66.
 
 Each contender is compiled and run once, then they take turns for
 ``--rounds`` rounds of ``--repeats`` calls each, so a burst of load from another
@@ -83,19 +90,40 @@ def _lowbias_word_normal(n, keys):
     return s._materialized(z, k0)
 
 
+def _box_muller_normal(n, keys):
+    """Two hash words per pair: ``sqrt(-2 log u1)`` times the cosine and the sine of ``2 pi u2``."""
+    from keras import ops
+
+    from noisewise._core import sampling as s
+
+    k0, k1 = keys[0], keys[1]
+    half = (n + 1) // 2
+    first = s._hash(ops.bitwise_xor(ops.arange(half, dtype="int32"), k0))
+    second = s._hash(ops.add(first, k1))
+    # The top 24 bits of each word as a float32 in (0, 1]: the log never sees 0.
+    u1 = ops.cast(s._shr(first, 8) + 1, "float32") * (2.0**-24)
+    u2 = ops.cast(s._shr(second, 8), "float32") * (2.0**-24)
+    r, angle = ops.sqrt(-2.0 * ops.log(u1)), 6.283185307179586 * u2
+    z = ops.concatenate([r * ops.cos(angle), r * ops.sin(angle)])[:n]
+    return s._materialized(z, k0)
+
+
 def _contenders(n):
     import jax
 
     from noisewise._core import sampling as s
 
-    def jax_normal(keys):
-        return jax.random.normal(jax.random.key(keys[0]), (n,))
+    def jax_normal(keys, impl="threefry2x32"):
+        return jax.random.normal(jax.random.key(keys[0], impl=impl), (n,))
 
     return {
         "hashed": jax.jit(lambda keys: s._normal_from_keys(n, keys)),
         "hashed-lowbias-word": jax.jit(lambda keys: _lowbias_word_normal(n, keys)),
         "hashed-24bit": jax.jit(lambda keys: _old_normal(n, keys)),
+        "hashed-box-muller": jax.jit(lambda keys: _box_muller_normal(n, keys)),
         "jax.random.normal": jax.jit(jax_normal),
+        "jax-rbg": jax.jit(lambda keys: jax_normal(keys, "rbg")),
+        "jax-unsafe-rbg": jax.jit(lambda keys: jax_normal(keys, "unsafe_rbg")),
     }
 
 
