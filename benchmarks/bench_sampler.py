@@ -17,9 +17,10 @@ on JAX's CPU backend:
   ``rbg`` and ``unsafe_rbg`` generators (XLA's RngBitGenerator; ``unsafe_rbg``
   also derives keys without Threefry, so streams are not guaranteed to be
   independent);
-* ``hashed-box-muller``: the same two hash words per pair of draws, turned into
-  normals by the Box-Muller transform (a log, a square root, a sine and a
-  cosine per pair), an exact transform with tails out to sqrt(-2 log 2**-32) = 6.66.
+* ``hashed-box-muller``: two lowbias32 hash words per pair of draws, their top
+  24 bits turned into normals by the Box-Muller transform (a log, a square
+  root, a sine and a cosine per pair), with tails out to
+  sqrt(-2 log 2**-24) = 5.77.
 
 Each contender is compiled and run once, then they take turns for
 ``--rounds`` rounds of ``--repeats`` calls each, so a burst of load from another
